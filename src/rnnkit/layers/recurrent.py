@@ -1,0 +1,429 @@
+"""Stacked (deep), optionally bidirectional recurrent layers: ``RNN``, ``GRU``, ``LSTM``.
+
+Shapes: N batch, T time, D input, H hidden, L layers, K = 2 if bidirectional else 1.
+Parameters are kept under PyTorch's ``state_dict`` names and shapes (``weight_ih_l0``,
+``bias_hh_l1_reverse``, ...) in PyTorch's gate order, so converting to and from
+``torch.nn.RNN/GRU/LSTM`` is a copy.  Unlike PyTorch, rnnkit is always batch-major:
+``x`` is (N, T, D).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks
+from ..cells import make_cell
+from ..recurrent import gather_time, reverse_index, run_backward, run_forward, time_mask
+
+MERGE_MODES = {"concat": "concat", "sum": "sum", "mean": "mean", "ave": "mean",
+               "product": "product", "mul": "product"}
+
+
+class RecurrentCache:
+    """Everything :meth:`RecurrentLayer.backward` needs; never mutated by backward."""
+
+    __slots__ = ("N", "T", "lengths", "ridx", "dirs", "outs", "drop_masks", "final_h")
+
+    def __init__(self, N, T, lengths, ridx):
+        self.N, self.T, self.lengths, self.ridx = N, T, lengths, ridx
+        self.dirs = []  # per layer: list of DirectionCache
+        self.outs = []  # per layer: list of per-direction outputs (T, N, H), for product merge
+        self.drop_masks = []  # per layer: dropout mask applied to its output, or None
+        self.final_h = None  # last layer's final state per direction (N, H)
+
+
+class RecurrentLayer:
+    """A deep, optionally bidirectional recurrent layer over any cell.
+
+    Args:
+        mode: 'rnn', 'gru' or 'lstm'.
+        input_size: D.  hidden_size: H.  num_layers: L.
+        bias: learn ``b_ih`` and ``b_hh`` (PyTorch's two-bias layout).
+        bidirectional: run a reverse direction too; each sequence is reversed within its
+            own length.
+        dropout: rate applied to every layer's output except the last, in training only.
+        merge_mode: how the two directions combine: 'concat' (PyTorch), 'sum', 'mean' or
+            'product' (Keras' 'ave' and 'mul' are accepted).
+        return_sequences: if False, ``forward`` returns (N, K*H or H) — the merged final
+            states of the last layer (for the forward direction, the output at each
+            sequence's last valid step; for the reverse one, after reading the whole
+            sequence) — the many-to-one output.
+        nonlinearity: 'tanh' or 'relu' (mode 'rnn').
+        reset_after: GRU form; True is PyTorch/cuDNN's, False the notes' (Cho 2014).
+        forget_bias: added to the LSTM forget-gate bias at initialisation (1.0 is common).
+        dtype: float32 (default) or float64.
+        seed: int or ``numpy.random.Generator`` for initialisation and dropout.
+    """
+
+    mode = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
+                 bidirectional=False, dropout=0.0, merge_mode="concat",
+                 return_sequences=True, nonlinearity="tanh", reset_after=True,
+                 forget_bias=0.0, dtype=np.float32, seed=None, mode=None):
+        if mode is not None:
+            self.mode = mode
+        if self.mode not in ("rnn", "gru", "lstm"):
+            raise ValueError(f"unknown cell {self.mode!r}: expected 'rnn', 'gru' or 'lstm'")
+        self.input_size = _checks.check_positive_int(input_size, "input_size")
+        self.hidden_size = _checks.check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = _checks.check_positive_int(num_layers, "num_layers")
+        self.dropout = _checks.check_probability(dropout, "dropout")
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {sorted(MERGE_MODES)}, got {merge_mode!r}")
+        self.merge_mode = MERGE_MODES[merge_mode]
+        self.bidirectional = bool(bidirectional)
+        self.bias = bool(bias)
+        self.return_sequences = bool(return_sequences)
+        self.nonlinearity = nonlinearity
+        self.reset_after = bool(reset_after)
+        self.forget_bias = float(forget_bias)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype.name}")
+        self.cell = make_cell(self.mode, nonlinearity=nonlinearity, reset_after=reset_after)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.params = self._init_params()
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features per step of the output: K*H for concat, H otherwise."""
+        H = self.hidden_size
+        return H * self.num_directions if self.merge_mode == "concat" else H
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.output_size
+
+    @staticmethod
+    def suffix(layer: int, direction: int) -> str:
+        return f"l{layer}" + ("_reverse" if direction else "")
+
+    def _init_params(self) -> dict:
+        H, G = self.hidden_size, self.cell.gates
+        k = 1.0 / np.sqrt(H)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+        params = {}
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                s = self.suffix(layer, d)
+                D = self.layer_input_size(layer)
+                shapes = {f"weight_ih_{s}": (G * H, D), f"weight_hh_{s}": (G * H, H)}
+                if self.bias:
+                    shapes.update({f"bias_ih_{s}": (G * H,), f"bias_hh_{s}": (G * H,)})
+                for name, shape in shapes.items():
+                    params[name] = self.rng.uniform(-k, k, size=shape).astype(self.dtype)
+                if self.bias and self.mode == "lstm" and self.forget_bias:
+                    params[f"bias_ih_{s}"][H : 2 * H] += self.dtype.type(self.forget_bias)
+        return params
+
+    def _weights(self, layer, d):
+        s = self.suffix(layer, d)
+        p = self.params
+        return (p[f"weight_ih_{s}"], p.get(f"bias_ih_{s}"), p[f"weight_hh_{s}"], p.get(f"bias_hh_{s}"))
+
+    def state_shape(self, N: int) -> tuple:
+        return (self.num_layers * self.num_directions, N, self.hidden_size)
+
+    def zero_state(self, N: int):
+        h = np.zeros(self.state_shape(N), dtype=self.dtype)
+        return (h, h.copy()) if self.mode == "lstm" else h
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.mode == "rnn":
+            extra = f", nonlinearity={self.nonlinearity!r}"
+        elif self.mode == "gru":
+            extra = f", reset_after={self.reset_after}"
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"dropout={self.dropout}{extra}, dtype={self.dtype.name})")
+
+    # ---- validation ------------------------------------------------------------------
+    def _check_state(self, state, N):
+        shape = self.state_shape(N)
+        letters = "L*K, N, H"
+        if self.mode == "lstm":
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError("LSTM state must be a pair (h, c) of arrays shaped "
+                                 f"{shape} ({letters})")
+            return tuple(_checks.check_shape(s, n, shape, letters, self.dtype)
+                         for s, n in zip(state, ("state h", "state c")))
+        return (_checks.check_shape(state, "state", shape, letters, self.dtype), None)
+
+    # ---- forward ---------------------------------------------------------------------
+    def forward(self, x, lengths=None, state=None, *, training=False, rng=None):
+        """Run the layer.
+
+        x (N, T, D); lengths (N,) ints in [1, T] or None; state like ``zero_state(N)``:
+        (L*K, N, H), or a pair (h, c) for LSTM — PyTorch's h_n / (h_n, c_n) layout.
+
+        Returns ``(out, state, cache)``: out (N, T, F) with F = ``output_size`` and zeros at
+        padded steps (or (N, F) if ``return_sequences`` is False); the final state in the
+        same layout as ``state``; and the cache for :meth:`backward`.
+        """
+        x = _checks.as_float_array(x, "x", 3, self.dtype, "N, T, D")
+        N, T, D = x.shape
+        if D != self.input_size:
+            raise ValueError(f"x must have shape (N, T, {self.input_size}) (N, T, D), got {x.shape}")
+        if T == 0 or N == 0:
+            raise ValueError(f"x must have at least one sequence and one step, got shape {x.shape}")
+        lengths = _checks.check_lengths(lengths, N, T)
+        if state is None:
+            h0 = c0 = None
+        else:
+            h0, c0 = self._check_state(state, N)
+        mask = time_mask(lengths, T, self.dtype)
+        ridx = reverse_index(lengths if lengths is not None else np.full(N, T), T) \
+            if self.bidirectional else None
+        cache = RecurrentCache(N, T, lengths, ridx)
+        use_dropout = training and self.dropout > 0.0 and self.num_layers > 1
+        if use_dropout:
+            rng = rng if rng is not None else self.rng
+        H = self.hidden_size
+        hn = np.empty(self.state_shape(N), dtype=self.dtype)
+        cn = np.empty(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
+        zeros = np.zeros((N, H), dtype=self.dtype)
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, N, D)
+        for layer in range(self.num_layers):
+            outs, dcs = [], []
+            for d in range(self.num_directions):
+                i = layer * self.num_directions + d
+                h_init = zeros if h0 is None else h0[i]
+                c_init = None if self.mode != "lstm" else (zeros if c0 is None else c0[i])
+                xin = inp if d == 0 else gather_time(inp, ridx)
+                out_d, h_T, c_T, dc = run_forward(self.cell, xin, *self._weights(layer, d),
+                                                  h_init, c_init, mask)
+                if d == 1:
+                    out_d = gather_time(out_d, ridx)
+                hn[i] = h_T
+                if cn is not None:
+                    cn[i] = c_T
+                outs.append(out_d)
+                dcs.append(dc)
+            merged = self._merge(outs)
+            drop = None
+            if use_dropout and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                drop = (rng.random(merged.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                merged = merged * drop
+            cache.dirs.append(dcs)
+            cache.outs.append(outs if self.merge_mode == "product" else None)
+            cache.drop_masks.append(drop)
+            inp = merged
+        last = (self.num_layers - 1) * self.num_directions
+        cache.final_h = [hn[last + d] for d in range(self.num_directions)]
+        if self.return_sequences:
+            out = np.ascontiguousarray(inp.transpose(1, 0, 2))
+        else:
+            out = self._merge(cache.final_h)
+        new_state = (hn, cn) if self.mode == "lstm" else hn
+        return out, new_state, cache
+
+    __call__ = forward
+
+    def _merge(self, outs):
+        if len(outs) == 1:
+            return outs[0]
+        a, b = outs
+        if self.merge_mode == "concat":
+            return np.concatenate([a, b], axis=-1)
+        if self.merge_mode == "sum":
+            return a + b
+        if self.merge_mode == "mean":
+            return (a + b) * self.dtype.type(0.5)
+        return a * b
+
+    def _split_merge_grad(self, g, outs):
+        """Gradient of the merge w.r.t. each direction's output."""
+        if self.num_directions == 1:
+            return [g]
+        H = self.hidden_size
+        if self.merge_mode == "concat":
+            return [g[..., :H], g[..., H:]]
+        if self.merge_mode == "sum":
+            return [g, g]
+        if self.merge_mode == "mean":
+            half = g * self.dtype.type(0.5)
+            return [half, half]
+        return [g * outs[1], g * outs[0]]
+
+    # ---- backward --------------------------------------------------------------------
+    def backward(self, dout, cache: RecurrentCache, dstate=None):
+        """Exact gradients of the forward pass that produced ``cache``.
+
+        dout: like ``out`` (or None); dstate: like the returned state (or None).
+        Returns ``(dx (N, T, D), dstate0, grads)``: dstate0 in the state layout (gradient
+        w.r.t. the initial state, zeros-derived even if none was passed), grads keyed like
+        ``params``.
+        """
+        N, T = cache.N, cache.T
+        H, K, L = self.hidden_size, self.num_directions, self.num_layers
+        if dout is not None:
+            if self.return_sequences:
+                _checks.check_shape(dout, "dout", (N, T, self.output_size), "N, T, F", self.dtype)
+            else:
+                _checks.check_shape(dout, "dout", (N, self.output_size), "N, F", self.dtype)
+        dhn = dcn = None
+        if dstate is not None:
+            dhn, dcn = self._check_state(dstate, N)
+        dh_final = [None] * (L * K)
+        dc_final = [None] * (L * K)
+        for i in range(L * K):
+            if dhn is not None:
+                dh_final[i] = dhn[i]
+                if dcn is not None:
+                    dc_final[i] = dcn[i]
+        g = None
+        if dout is not None:
+            if self.return_sequences:
+                g = np.ascontiguousarray(dout.transpose(1, 0, 2))
+            else:
+                last = L - 1
+                for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
+                    i = last * K + d
+                    dh_final[i] = gd if dh_final[i] is None else dh_final[i] + gd
+        grads = {}
+        dh0 = np.zeros(self.state_shape(N), dtype=self.dtype)
+        dc0 = np.zeros(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
+        dx = None
+        for layer in range(L - 1, -1, -1):
+            if g is not None and cache.drop_masks[layer] is not None:
+                g = g * cache.drop_masks[layer]
+            parts = self._split_merge_grad(g, cache.outs[layer]) if g is not None else [None] * K
+            dinp = None
+            for d in range(K):
+                i = layer * K + d
+                gd = parts[d]
+                if gd is not None and d == 1:
+                    gd = gather_time(gd, cache.ridx)
+                dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward(
+                    self.cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
+                if d == 1:
+                    dxd = gather_time(dxd, cache.ridx)
+                dinp = dxd if dinp is None else dinp + dxd
+                dh0[i] = dh
+                if dc0 is not None:
+                    dc0[i] = dc
+                s = self.suffix(layer, d)
+                grads[f"weight_ih_{s}"] = dwi
+                grads[f"weight_hh_{s}"] = dwh
+                if self.bias:
+                    grads[f"bias_ih_{s}"] = dbi
+                    grads[f"bias_hh_{s}"] = dbh
+            g = dinp
+            dx = dinp
+        grads = {k: grads[k] for k in self.params}
+        dstate0 = (dh0, dc0) if self.mode == "lstm" else dh0
+        return np.ascontiguousarray(dx.transpose(1, 0, 2)), dstate0, grads
+
+    # ---- PyTorch interop -------------------------------------------------------------
+    def torch_state_dict(self, arrays=None) -> dict:
+        """``arrays`` (default: the parameters), or any params-shaped dict such as grads,
+        under ``torch.nn`` state_dict names and shapes, as NumPy arrays (copies)."""
+        arrays = self.params if arrays is None else arrays
+        missing = set(self.params) - set(arrays)
+        if missing:
+            raise ValueError(f"missing entries {sorted(missing)}")
+        return {k: np.array(arrays[k], copy=True) for k in self.params}
+
+    def load_torch_state_dict(self, state_dict) -> None:
+        """Copy weights from a ``torch.nn`` state_dict (tensors or arrays) into ``params``."""
+        new = {}
+        for name, p in self.params.items():
+            if name not in state_dict:
+                raise ValueError(f"state_dict lacks {name!r}")
+            v = state_dict[name]
+            v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+            if v.shape != p.shape:
+                raise ValueError(f"{name} must have shape {p.shape}, got {tuple(v.shape)}")
+            new[name] = v.astype(self.dtype, copy=True)
+        extra = set(state_dict) - set(self.params)
+        if extra:
+            raise ValueError(f"state_dict has unexpected entries {sorted(extra)}")
+        self.params = new
+
+    def to_torch(self):
+        """A ``torch.nn.RNN/GRU/LSTM`` (batch_first=True) holding a copy of these weights."""
+        import torch
+
+        if self.mode == "gru" and not self.reset_after:
+            raise ValueError("torch.nn.GRU only has the reset_after=True form")
+        if self.bidirectional and self.merge_mode != "concat":
+            raise ValueError("torch.nn modules only concatenate directions (merge_mode='concat')")
+        kwargs = dict(num_layers=self.num_layers, bias=self.bias, batch_first=True,
+                      dropout=self.dropout, bidirectional=self.bidirectional)
+        cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[self.mode]
+        if self.mode == "rnn":
+            kwargs["nonlinearity"] = self.nonlinearity
+        tdtype = torch.float64 if self.dtype == np.float64 else torch.float32
+        module = cls(self.input_size, self.hidden_size, dtype=tdtype, **kwargs)
+        with torch.no_grad():
+            module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.params.items()})
+        return module
+
+
+class RNN(RecurrentLayer):
+    """Basic (Elman) RNN, tanh or relu — ``torch.nn.RNN`` with batch-major input."""
+
+    mode = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, **kwargs):
+        kwargs.pop("mode", None)
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+
+class GRU(RecurrentLayer):
+    """GRU; ``reset_after=True`` is ``torch.nn.GRU``, False is the notes' (Cho 2014) form."""
+
+    mode = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, **kwargs):
+        kwargs.pop("mode", None)
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+
+class LSTM(RecurrentLayer):
+    """LSTM — ``torch.nn.LSTM`` (no projections) with batch-major input."""
+
+    mode = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, **kwargs):
+        kwargs.pop("mode", None)
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+
+def from_torch(module) -> RecurrentLayer:
+    """An exact rnnkit copy of a ``torch.nn.RNN/GRU/LSTM`` (same dtype and weights).
+
+    rnnkit layers are batch-major whatever the module's ``batch_first``.
+    """
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - torch is a test dependency
+        raise ImportError("from_torch needs PyTorch installed") from e
+    if not isinstance(module, torch.nn.RNNBase):
+        raise TypeError(f"from_torch expects torch.nn.RNN, GRU or LSTM, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError("LSTM projections (proj_size > 0) are not supported")
+    mode_map = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"),
+                "GRU": ("gru", "tanh"), "LSTM": ("lstm", "tanh")}
+    if module.mode not in mode_map:
+        raise ValueError(f"unsupported torch RNN mode {module.mode!r}")
+    mode, nonlin = mode_map[module.mode]
+    w = next(module.parameters())
+    dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(w.dtype)
+    if dtype is None:
+        raise ValueError(f"torch module dtype must be float32 or float64, got {w.dtype}")
+    cls = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[mode]
+    layer = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
+                bidirectional=module.bidirectional, dropout=module.dropout, dtype=dtype,
+                **({"nonlinearity": nonlin} if mode == "rnn" else {}))
+    layer.load_torch_state_dict(module.state_dict())
+    return layer

@@ -1,0 +1,121 @@
+"""Many-to-one: a sequence classifier.
+
+ids (N, T) -> Embedding (N, T, E) -> deep, optionally bidirectional RNN -> pooled (N, F)
+-> Dropout -> Linear -> logits (N, C).  Pooling is ``last`` (the last layer's final states:
+the forward direction's state at each sequence's last valid step, the reverse direction's
+after reading the whole sequence, concatenated), ``mean`` (mean of the outputs over the valid
+steps) or ``max`` (their element-wise maximum).  F = K*H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layers.basic import Dropout, Embedding, Linear, softmax, softmax_cross_entropy
+from ._blocks import TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn
+
+POOLINGS = ("last", "mean", "max")
+
+
+@dataclass
+class ClassifierConfig:
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 32
+    hidden_size: int = 64
+    num_layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = False
+    pooling: str = "last"
+    dropout: float = 0.0
+    dtype: str = "float32"
+    seed: int | None = 0
+
+    def validate(self):
+        check_common(self)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("vocab_size", "num_classes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        return self
+
+
+class SequenceClassifier(TaskModel):
+    """Sequence -> one label.  params: ``embed.weight``, ``rnn.*`` (torch names), ``out.*``."""
+
+    config_class = ClassifierConfig
+    kind = "classifier"
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config.validate()
+        c = config
+        rng = np.random.default_rng(c.seed)
+        dt = np.dtype(c.dtype)
+        self.embed = Embedding(c.vocab_size, c.embed_dim, dtype=dt, seed=rng)
+        self.rnn = make_rnn(c, c.embed_dim, rng, bidirectional=c.bidirectional,
+                            return_sequences=c.pooling != "last")
+        self.drop = Dropout(c.dropout)
+        self.out = Linear(self.rnn.num_directions * c.hidden_size, c.num_classes, dtype=dt, seed=rng)
+        self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+
+    def forward(self, ids, lengths=None, *, training=False, rng=None):
+        """ids (N, T) ints, lengths (N,) or None -> ``(logits (N, C), cache)``."""
+        ids = check_ids(ids)
+        lengths = full_lengths(ids, lengths)
+        x, ecache = self.embed.forward(ids)
+        rnn_out, _, rcache = self.rnn.forward(x, lengths, training=training, rng=rng)
+        pcache = None
+        if self.config.pooling == "last":
+            pooled = rnn_out
+        elif self.config.pooling == "mean":
+            pooled = rnn_out.sum(axis=1) / lengths[:, None].astype(self.dtype)
+        else:
+            m = length_mask(lengths, ids.shape[1], bool)[..., None]
+            masked = np.where(m, rnn_out, -np.inf)
+            arg = masked.argmax(axis=1)  # (N, F)
+            pooled = np.take_along_axis(rnn_out, arg[:, None, :], axis=1)[:, 0]
+            pcache = arg
+        dropped, dcache = self.drop.forward(pooled, training=training, rng=rng)
+        logits, ocache = self.out.forward(dropped)
+        return logits, (ecache, rcache, pcache, dcache, ocache, lengths, rnn_out.shape)
+
+    def backward(self, dlogits, cache) -> dict:
+        """Gradients of every parameter given dL/dlogits (N, C); keys like ``params``."""
+        ecache, rcache, pcache, dcache, ocache, lengths, rshape = cache
+        ddrop, gout = self.out.backward(dlogits, ocache)
+        dpooled, _ = self.drop.backward(ddrop, dcache)
+        if self.config.pooling == "last":
+            drnn = dpooled
+        elif self.config.pooling == "mean":
+            N, T, _ = rshape
+            m = length_mask(lengths, T, self.dtype)[..., None]
+            drnn = (dpooled / lengths[:, None].astype(self.dtype))[:, None, :] * m
+        else:
+            drnn = np.zeros(rshape, dtype=self.dtype)
+            np.put_along_axis(drnn, pcache[:, None, :], dpooled[:, None, :], axis=1)
+        dx, _, grnn = self.rnn.backward(drnn, rcache)
+        _, gemb = self.embed.backward(dx, ecache)
+        return {**self.prefixed("embed", gemb), **self.prefixed("rnn", grnn),
+                **self.prefixed("out", gout)}
+
+    def loss(self, ids, lengths, labels, *, training=False, rng=None):
+        """Mean cross-entropy over the batch -> ``(loss, grads)``."""
+        logits, cache = self.forward(ids, lengths, training=training, rng=rng)
+        loss, dlogits = softmax_cross_entropy(logits, np.asarray(labels))
+        return loss, self.backward(dlogits, cache)
+
+    def batch_loss(self, batch, *, training=False, rng=None):
+        return self.loss(batch["ids"], batch["lengths"], batch["labels"], training=training, rng=rng)
+
+    def predict_proba(self, ids, lengths=None) -> np.ndarray:
+        """(N, C) class probabilities."""
+        return softmax(self.forward(ids, lengths)[0])
+
+    def predict(self, ids, lengths=None) -> np.ndarray:
+        """(N,) most probable class ids."""
+        return self.forward(ids, lengths)[0].argmax(axis=-1)

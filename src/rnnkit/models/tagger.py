@@ -1,0 +1,95 @@
+"""Many-to-many, same length: a sequence tagger (one label per step).
+
+ids (N, T) -> Embedding (N, T, E) -> deep RNN, bidirectional by choice -> (N, T, F)
+-> Dropout -> Linear -> logits (N, T, C).  Padded steps are masked out of the loss.
+A bidirectional tagger sees the whole sentence before labelling a step; a unidirectional
+one only its left context (so it can tag a stream as it arrives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layers.basic import Dropout, Embedding, Linear, softmax_cross_entropy
+from ._blocks import TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn
+
+
+@dataclass
+class TaggerConfig:
+    vocab_size: int
+    num_tags: int
+    embed_dim: int = 32
+    hidden_size: int = 64
+    num_layers: int = 1
+    cell: str = "lstm"
+    bidirectional: bool = True
+    dropout: float = 0.0
+    dtype: str = "float32"
+    seed: int | None = 0
+
+    def validate(self):
+        check_common(self)
+        for name in ("vocab_size", "num_tags"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        return self
+
+
+class SequenceTagger(TaskModel):
+    """Sequence -> one tag per step.  params: ``embed.weight``, ``rnn.*``, ``out.*``."""
+
+    config_class = TaggerConfig
+    kind = "tagger"
+
+    def __init__(self, config: TaggerConfig):
+        super().__init__()
+        self.config = config.validate()
+        c = config
+        rng = np.random.default_rng(c.seed)
+        dt = np.dtype(c.dtype)
+        self.embed = Embedding(c.vocab_size, c.embed_dim, dtype=dt, seed=rng)
+        self.rnn = make_rnn(c, c.embed_dim, rng, bidirectional=c.bidirectional)
+        self.drop = Dropout(c.dropout)
+        self.out = Linear(self.rnn.output_size, c.num_tags, dtype=dt, seed=rng)
+        self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+
+    def forward(self, ids, lengths=None, *, training=False, rng=None):
+        """ids (N, T), lengths (N,) -> ``(logits (N, T, C), cache)``."""
+        ids = check_ids(ids)
+        lengths = full_lengths(ids, lengths)
+        x, ecache = self.embed.forward(ids)
+        h, _, rcache = self.rnn.forward(x, lengths, training=training, rng=rng)
+        hd, dcache = self.drop.forward(h, training=training, rng=rng)
+        logits, ocache = self.out.forward(hd)
+        return logits, (ecache, rcache, dcache, ocache)
+
+    def backward(self, dlogits, cache) -> dict:
+        ecache, rcache, dcache, ocache = cache
+        dhd, gout = self.out.backward(dlogits, ocache)
+        dh, _ = self.drop.backward(dhd, dcache)
+        dx, _, grnn = self.rnn.backward(dh, rcache)
+        _, gemb = self.embed.backward(dx, ecache)
+        return {**self.prefixed("embed", gemb), **self.prefixed("rnn", grnn),
+                **self.prefixed("out", gout)}
+
+    def loss(self, ids, lengths, tags, *, training=False, rng=None):
+        """Mean cross-entropy over the valid steps -> ``(loss, grads)``; tags (N, T) ints."""
+        ids = check_ids(ids)
+        lengths = full_lengths(ids, lengths)
+        logits, cache = self.forward(ids, lengths, training=training, rng=rng)
+        mask = length_mask(lengths, ids.shape[1], self.dtype)
+        loss, dlogits = softmax_cross_entropy(logits, np.asarray(tags), mask)
+        return loss, self.backward(dlogits, cache)
+
+    def batch_loss(self, batch, *, training=False, rng=None):
+        return self.loss(batch["ids"], batch["lengths"], batch["tags"], training=training, rng=rng)
+
+    def predict(self, ids, lengths=None) -> list:
+        """Most probable tag ids per sequence: a list of N int arrays of each one's length."""
+        ids = check_ids(ids)
+        lengths = full_lengths(ids, lengths)
+        best = self.forward(ids, lengths)[0].argmax(axis=-1)
+        return [best[i, : lengths[i]] for i in range(len(lengths))]

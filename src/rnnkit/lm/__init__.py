@@ -1,0 +1,1 @@
+"""Language models as a tool: train on a corpus, score sentences and files, generate text."""

@@ -1,0 +1,117 @@
+"""How likely is a text under a language model — reported the way KenLM reports it, and more.
+
+Convention (KenLM's ``<s> ... </s>``): a sentence is scored from the zero state fed
+``<eos>`` (the model's start-of-line context, standing in for ``<s>``); every token of the
+sentence is predicted and then the closing ``<eos>`` (KenLM's ``</s>``), so a sentence of k
+tokens has k + 1 predictions.  Unknown tokens are scored as ``<unk>`` (the probability the
+model gives ``<unk>``, as KenLM includes OOVs in its total) and counted separately.
+
+    logprob      total log-probability in nats;  log10 = logprob / ln 10
+    perplexity   exp(-logprob / predictions)
+    bits/char    -logprob / ln 2 / characters, counting each line's newline as a character
+
+Shapes: N sentences, T time, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _checks
+from ..data.tokenize import split_lines
+from ..data.vocab import Vocab
+
+
+def _encode_lines(vocab: Vocab, tokenizer, text: str):
+    tokens = tokenizer.tokenize(text)
+    ids, unknown = vocab.encode(tokens, return_unknown=True)
+    return tokens, np.asarray(ids, dtype=np.int64), int(unknown)
+
+
+def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int = 64) -> list[dict]:
+    """Score each sentence (one line of text each) on its own.
+
+    Returns one dict per sentence: ``text``, ``tokens`` (list, ending with ``<eos>``),
+    ``token_logprobs`` (nats, one per token), ``logprob`` (nats), ``log10``, ``perplexity``,
+    ``predictions``, ``unknown`` (count of out-of-vocabulary tokens).
+    """
+    results = []
+    encoded = []
+    for s in sentences:
+        if not isinstance(s, str):
+            raise TypeError(f"a sentence must be a str, got {type(s).__name__}")
+        if "\n" in s.strip("\n") or "\r" in s.strip("\r\n"):
+            raise ValueError("score takes one sentence per text; a text holds a line break")
+        tokens = tokenizer.tokenize(s.rstrip("\r\n"))
+        if not tokens:  # word level drops a line with no word: it is still a sentence
+            tokens = [vocab.token(vocab.eos_id)]
+        ids, unknown = vocab.encode(tokens, return_unknown=True)
+        encoded.append((s, tokens, np.asarray(ids, dtype=np.int64), int(unknown)))
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        T = max(len(c[2]) for c in chunk)
+        x = np.full((len(chunk), T), vocab.eos_id, dtype=np.int64)
+        for n, (_, _, ids, _) in enumerate(chunk):
+            x[n, 1 : len(ids)] = ids[:-1]  # inputs: <eos> then the tokens; padding after is causal-safe
+        lp, _ = model.log_probs(x)
+        for n, (s, tokens, ids, unknown) in enumerate(chunk):
+            tok_lp = lp[n, np.arange(len(ids)), ids].astype(np.float64)
+            total = float(tok_lp.sum())
+            results.append({
+                "text": s,
+                "tokens": list(tokens),
+                "token_logprobs": [float(v) for v in tok_lp],
+                "logprob": total,
+                "log10": total / math.log(10),
+                "perplexity": math.exp(-total / len(ids)),
+                "predictions": len(ids),
+                "unknown": unknown,
+            })
+    return results
+
+
+def evaluate_text(model, vocab: Vocab, tokenizer, text: str, streams: int = 1,
+                  seq_len: int = 256) -> dict:
+    """Whole-text evaluation with the state carried from chunk to chunk.
+
+    The text is read as ``streams`` contiguous pieces in parallel (1 = exactly one pass
+    from the start; more is faster on long files, each piece then starts from the zero
+    state).  Returns ``tokens`` (predictions), ``nats_per_token``, ``perplexity``,
+    ``bits_per_char``, ``logprob``, ``log10``, ``characters``, ``unknown``.
+    """
+    streams = _checks.check_positive_int(streams, "streams")
+    seq_len = _checks.check_positive_int(seq_len, "seq-len")
+    tokens, ids, unknown = _encode_lines(vocab, tokenizer, text)
+    if ids.size == 0:
+        raise ValueError("the text to evaluate holds no token")
+    inputs = np.concatenate([[vocab.eos_id], ids[:-1]])
+    M = ids.size
+    S = min(streams, M)
+    per = -(-M // S)  # ceil: each stream's length, the last one padded and masked
+    pad = per * S - M
+    x = np.concatenate([inputs, np.full(pad, vocab.eos_id)]).reshape(S, per)
+    y = np.concatenate([ids, np.full(pad, vocab.eos_id)]).reshape(S, per)
+    valid = np.concatenate([np.ones(M, bool), np.zeros(pad, bool)]).reshape(S, per)
+    # Every stream but the first starts at a fresh <eos> context, like a sentence.
+    x[1:, 0] = vocab.eos_id
+    total = 0.0
+    state = None
+    for t0 in range(0, per, seq_len):
+        lp, state = model.log_probs(x[:, t0 : t0 + seq_len], state)
+        yy = y[:, t0 : t0 + seq_len]
+        got = np.take_along_axis(lp, yy[..., None], axis=-1)[..., 0].astype(np.float64)
+        total += float(got[valid[:, t0 : t0 + seq_len]].sum())
+    chars = sum(len(line) + 1 for line in split_lines(text))
+    nats = -total / M
+    return {
+        "tokens": int(M),
+        "nats_per_token": nats,
+        "perplexity": math.exp(nats),
+        "bits_per_char": -total / math.log(2) / max(chars, 1),
+        "logprob": total,
+        "log10": total / math.log(10),
+        "characters": int(chars),
+        "unknown": unknown,
+    }

@@ -1,0 +1,166 @@
+"""Recurrent language model: Embedding -> stacked RNN/GRU/LSTM -> Linear -> softmax.
+
+P(y<1>, ..., y<T>) = prod_t P(y<t> | y<1..t-1>), trained with cross-entropy.  Shapes: N batch,
+T time, E embedding, H hidden, L layers, V vocabulary.
+
+Parameters form one flat dict with dotted names — ``embed.weight`` (V, E),
+``rnn.weight_ih_l0`` ... (PyTorch's names under ``rnn.``), ``out.weight`` (V, H),
+``out.bias`` (V,) — the keys :meth:`LanguageModel.backward` returns gradients under.
+Dropout (Zaremba et al. 2014) acts on the non-recurrent connections only: the embeddings,
+between layers, and the last layer's output, in training only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _checks
+from ..layers.basic import Dropout, Embedding, Linear, log_softmax, softmax_cross_entropy
+from ..layers.recurrent import RecurrentLayer
+
+CELLS = ("rnn", "gru", "lstm")
+
+
+@dataclass
+class LMConfig:
+    """Everything that rebuilds a :class:`LanguageModel`; saved as JSON in checkpoints."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 256
+    embed_dim: int = 64
+    dropout: float = 0.0
+    nonlinearity: str = "tanh"
+    reset_after: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}: expected one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "num_layers", "hidden_size", "embed_dim"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        _checks.check_probability(self.dropout, "dropout")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj) -> LMConfig:
+        if not isinstance(obj, dict):
+            raise ValueError(f"model config must be a JSON object, got {type(obj).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - names)
+        if unknown:
+            raise ValueError(f"model config has unknown keys {unknown}")
+        try:
+            return cls(**obj)
+        except TypeError as e:
+            raise ValueError(f"model config is incomplete: {e}") from None
+
+
+class LanguageModel:
+    """A recurrent language model over a vocabulary of V token ids.
+
+    ``seed`` (int or Generator) draws the initial weights.
+    """
+
+    def __init__(self, config: LMConfig, seed=None):
+        self.config = config
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        dtype = np.dtype(config.dtype)
+        self.dtype = dtype
+        self.embed = Embedding(config.vocab_size, config.embed_dim, dtype=dtype, seed=rng)
+        # Embeddings drawn N(0, 1) as torch does; scaled so the first layer starts unsaturated.
+        self.embed.params["weight"] *= dtype.type(0.1)
+        self.rnn = RecurrentLayer(
+            config.embed_dim, config.hidden_size, config.num_layers, mode=config.cell,
+            dropout=config.dropout, nonlinearity=config.nonlinearity,
+            reset_after=config.reset_after, dtype=dtype, seed=rng)
+        self.out = Linear(config.hidden_size, config.vocab_size, dtype=dtype, seed=rng)
+        self.drop = Dropout(config.dropout)
+
+    # ---- parameters ------------------------------------------------------------------
+    @property
+    def params(self) -> dict:
+        """Flat view of every parameter array (the arrays themselves, not copies)."""
+        p = {f"embed.{k}": v for k, v in self.embed.params.items()}
+        p.update({f"rnn.{k}": v for k, v in self.rnn.params.items()})
+        p.update({f"out.{k}": v for k, v in self.out.params.items()})
+        return p
+
+    def load_params(self, arrays: dict) -> None:
+        """Copy ``arrays`` (keyed like ``params``) into the model; shapes must match."""
+        current = self.params
+        missing = sorted(set(current) - set(arrays))
+        extra = sorted(set(arrays) - set(current))
+        if missing or extra:
+            raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
+        for name, p in current.items():
+            a = np.asarray(arrays[name])
+            if a.shape != p.shape:
+                raise ValueError(f"parameter {name} must have shape {p.shape}, got {a.shape}")
+            p[...] = a
+
+    def zero_state(self, N: int):
+        return self.rnn.zero_state(N)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # ---- training graph --------------------------------------------------------------
+    def forward(self, ids, state=None, *, training=False, rng=None):
+        """ids (N, T) ints -> logits (N, T, V), final state, cache."""
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
+        use_drop = training and self.config.dropout > 0
+        if use_drop and rng is None:
+            raise ValueError("training with dropout needs an explicit numpy Generator (rng=...)")
+        e, ecache = self.embed.forward(ids)
+        e, d1 = self.drop.forward(e, training=use_drop, rng=rng)
+        h, state, rcache = self.rnn.forward(e, None, state, training=use_drop, rng=rng)
+        h, d2 = self.drop.forward(h, training=use_drop, rng=rng)
+        logits, ocache = self.out.forward(h)
+        return logits, state, (ecache, d1, rcache, d2, ocache)
+
+    def backward(self, dlogits, cache, dstate=None) -> dict:
+        """Gradients keyed like ``params`` from dL/dlogits (N, T, V)."""
+        ecache, d1, rcache, d2, ocache = cache
+        dh, g_out = self.out.backward(dlogits, ocache)
+        dh, _ = self.drop.backward(dh, d2)
+        de, _, g_rnn = self.rnn.backward(dh, rcache, dstate)
+        de, _ = self.drop.backward(de, d1)
+        _, g_emb = self.embed.backward(de, ecache)
+        grads = {f"embed.{k}": v for k, v in g_emb.items()}
+        grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
+        grads.update({f"out.{k}": v for k, v in g_out.items()})
+        return grads
+
+    def loss_and_grads(self, x, y, state=None, *, training=True, rng=None):
+        """Mean cross-entropy (nats/token) of targets y (N, T) given inputs x (N, T).
+
+        Returns ``(loss, grads, final_state)``; the final state is what a stateful trainer
+        carries into the next chunk (truncated BPTT: no gradient flows back through it).
+        """
+        logits, new_state, cache = self.forward(x, state, training=training, rng=rng)
+        loss, dlogits = softmax_cross_entropy(logits, y)
+        return loss, self.backward(dlogits, cache), new_state
+
+    # ---- inference -------------------------------------------------------------------
+    def log_probs(self, ids, state=None):
+        """Log-probabilities (N, T, V) of the next token after each input, and the final state."""
+        logits, state, _ = self.forward(ids, state)
+        return log_softmax(logits), state
+
+    def step(self, ids_t, state=None):
+        """One step for sampling: ids_t (N,) -> log-probabilities (N, V), new state."""
+        lp, state = self.log_probs(np.asarray(ids_t).reshape(-1, 1), state)
+        return lp[:, 0], state

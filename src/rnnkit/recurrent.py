@@ -44,7 +44,7 @@ def time_mask(lengths: np.ndarray | None, T: int, dtype) -> np.ndarray | None:
 class DirectionCache:
     """What :func:`run_backward` needs; read-only after the forward pass."""
 
-    x: np.ndarray  # (T, N, D) the input the direction saw (already reversed if reverse)
+    x: np.ndarray | None  # (T, N, D) the input it saw (reversed if reverse); None if given xp
     hs: np.ndarray  # (T, N, H) state entering each step
     step_caches: list
     mask: np.ndarray | None  # (T, N, 1)
@@ -53,19 +53,23 @@ class DirectionCache:
     has_bias: bool
 
 
-def run_forward(cell: Cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, mask):
+def run_forward(cell: Cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, mask, xp=None):
     """Run ``cell`` over x (T, N, D) from h0 (N, H) [and c0].
 
+    ``xp`` (T, N, G*H), if given, is the input projection ``x @ W_ih.T + b_ih`` already made
+    (e.g. an embedding-projection lookup); x is then None and backward returns dL/dxp.
     Returns ``(out (T, N, H), h_T, c_T, cache)``; out is zero at masked steps.
     """
-    T, N, _ = x.shape
+    if xp is None:
+        T, N, _ = x.shape
+        # Hoisted input projection (principle 4): one GEMM for all T steps.
+        xp = (x.reshape(T * N, -1) @ w_ih.T).reshape(T, N, -1)
+        if b_ih is not None:
+            xp += b_ih
+    T, N, _ = xp.shape
     H = w_hh.shape[1]
-    # Hoisted input projection (principle 4): one GEMM for all T steps.
-    xp = (x.reshape(T * N, -1) @ w_ih.T).reshape(T, N, -1)
-    if b_ih is not None:
-        xp += b_ih
-    out = np.empty((T, N, H), dtype=x.dtype)
-    hs = np.empty((T, N, H), dtype=x.dtype)
+    out = np.empty((T, N, H), dtype=xp.dtype)
+    hs = np.empty((T, N, H), dtype=xp.dtype)
     caches = []
     h, c = h0, c0
     for t in range(T):
@@ -89,11 +93,11 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache):
 
     dout (T, N, H) or None, dh_T (N, H) or None, dc_T (N, H) or None.
     Returns ``(dx (T, N, D), dh0, dc0, (dW_ih, db_ih, dW_hh, db_hh))``; biases None if absent.
+    If the forward pass was given ``xp``, dx is dL/dxp (T, N, G*H) and dW_ih, db_ih are None.
     """
     x, hs, mask = cache.x, cache.hs, cache.mask
-    T, N, _ = x.shape
-    H = hs.shape[2]
-    dtype = x.dtype
+    T, N, H = hs.shape
+    dtype = hs.dtype
     G = cache.w_hh.shape[0]
     dxp = np.empty((T, N, G), dtype=dtype)
     dgh = np.empty((T, N, G), dtype=dtype)
@@ -120,10 +124,133 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache):
         dgh[t] = dgh_t
     # Weight gradients after the loop (principle 4): one product each.
     dxp2 = dxp.reshape(T * N, G)
-    dx = (dxp2 @ cache.w_ih).reshape(T, N, -1)
-    dw_ih = dxp2.T @ x.reshape(T * N, -1)
-    db_ih = dxp2.sum(axis=0) if cache.has_bias else None
     dw_hh, db_hh = cell.weight_grads(dgh, hs, cache.step_caches)
     if not cache.has_bias:
         db_hh = None
+    if x is None:
+        return dxp, dh, dc, (None, None, dw_hh, db_hh)
+    dx = (dxp2 @ cache.w_ih).reshape(T, N, -1)
+    dw_ih = dxp2.T @ x.reshape(T * N, -1)
+    db_ih = dxp2.sum(axis=0) if cache.has_bias else None
     return dx, dh, dc, (dw_ih, db_ih, dw_hh, db_hh)
+
+
+# ---- fused fast path ----------------------------------------------------------------------
+# The same time loop for the fused cells of :mod:`rnnkit.kernels`: per step one recurrent
+# product on BLAS into a preallocated buffer and one compiled gate kernel.  Instead of
+# gathering reversed copies, each row's time position comes from ``pos`` (T, N) — ``t`` for
+# the forward direction, :func:`reverse_index` for the reverse one — so outputs and gradients
+# land in the original order directly.  Padding is handled per row inside the kernels with
+# the same semantics as above (state carried, output zero, gradient passed through).
+
+
+class _Work:
+    """Buffers and views of one fused run (a namespace; see :mod:`rnnkit.kernels.cells`)."""
+
+
+@dataclass
+class FusedDirectionCache:
+    """What :func:`run_backward_fused` needs; read-only after the forward pass."""
+
+    work: _Work
+    x: np.ndarray | None  # (T, N, D) in original order, or None if the input was a table lookup
+    ids: np.ndarray | None  # (T, N) rows of the table, if it was
+    w_ih: np.ndarray
+    has_bias: bool
+
+
+def _positions(T, N, lengths, reverse):
+    if not reverse:
+        return np.repeat(np.arange(T, dtype=np.int64)[:, None], N, axis=1)
+    L = np.full(N, T, dtype=np.int64) if lengths is None else lengths
+    return np.ascontiguousarray(reverse_index(L, T), dtype=np.int64)
+
+
+def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, reverse=False,
+                      table=None, ids=None, store=True):
+    """Run fused ``cell`` over x (T, N, D) (time-major, original order) from h0 [and c0].
+
+    lengths (N,) int64 or None.  ``reverse`` runs each sequence backwards within its length.
+    With ``table`` (V, G*H) and ``ids`` (T, N) int64 instead of x, row (t, n)'s input
+    projection is ``table[ids[t, n]]`` (embedding fused with the input product).
+    ``store=False`` keeps nothing for backward (inference) and returns cache None.
+    Returns ``(out (T, N, H) in original order, h_T, c_T, cache)``.
+    """
+    w = _Work()
+    GH, H = w_hh.shape
+    if table is None:
+        T, N, D = x.shape
+        xp = x.reshape(T * N, D) @ w_ih.T
+        if b_ih is not None:
+            xp += b_ih
+        dtype = xp.dtype
+        w.xsrc = xp
+        w.xidx = np.arange(T * N, dtype=np.int64).reshape(T, N)
+        w.act = xp.reshape(T, N, GH)  # gates overwrite the projection they came from
+    else:
+        T, N = ids.shape
+        dtype = table.dtype
+        w.xsrc, w.xidx = table, ids
+        w.act = np.empty((T, N, GH), dtype=dtype) if store else np.zeros((1, 1, 1), dtype)
+    if lengths is not None and np.all(lengths == T):
+        lengths = None
+    w.T, w.N, w.H, w.dtype, w.store = T, N, H, dtype, bool(store)
+    w.lens = np.full(N, T, dtype=np.int64) if lengths is None else lengths.astype(np.int64)
+    w.pos = _positions(T, N, lengths, reverse)
+    # The gate-gradient slab of one step is contiguous unless rows sit at different positions.
+    w.uniform = lengths is None or not reverse
+    w.prow = w.pos[:, 0].tolist()
+    w.w_hh, w.w_hh_t = w_hh, w_hh.T
+    w.b = b_hh if b_hh is not None else np.zeros(GH, dtype=dtype)
+    w.h = np.array(h0, dtype=dtype, order="C", copy=True)
+    w.h2 = np.empty_like(w.h)
+    w.c = (np.array(c0, dtype=dtype, order="C", copy=True) if cell.has_cell
+           else np.zeros((1, 1), dtype=dtype))
+    w.out = np.empty((T, N, H), dtype=dtype)
+    cell.begin_forward(w)
+    step = cell.forward_step
+    for t in range(T):
+        step(w, t)
+    h_T, c_T = w.h, (w.c if cell.has_cell else None)
+    if not store:
+        return w.out, h_T, c_T, None
+    for name in ("gh", "h2", "grz", "ghn", "rz", "rh", "xbuf"):  # forward-only scratch
+        w.__dict__.pop(name, None)
+    return w.out, h_T, c_T, FusedDirectionCache(w, x, ids, w_ih, b_ih is not None)
+
+
+def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
+    """Exact BPTT through :func:`run_forward_fused`; dout (T, N, H) in original order or None.
+
+    Returns ``(dx, dh0, dc0, (dW_ih, db_ih, dW_hh, db_hh))`` like :func:`run_backward`; if the
+    input was a table lookup, dx is dL/d(projection) (T, N, G*H) and dW_ih, db_ih are None.
+    """
+    w = _Work()
+    w.__dict__.update(cache.work.__dict__)  # a fresh namespace: the cache is never mutated
+    N, H, dtype = w.N, w.H, w.dtype
+    w.has_dout = dout is not None
+    w.dout = np.ascontiguousarray(dout) if dout is not None else np.zeros((1, 1, 1), dtype)
+    w.dhrec = np.zeros((N, H), dtype=dtype)
+    w.dhd = np.zeros((N, H), dtype=dtype) if dh_T is None else np.array(dh_T, dtype, order="C")
+    if cell.has_cell:
+        w.dc = np.zeros((N, H), dtype=dtype) if dc_T is None else np.array(dc_T, dtype, order="C")
+    cell.begin_backward(w)
+    step = cell.backward_step
+    for t in range(w.T - 1, -1, -1):
+        step(w, t)
+    dh0 = w.dhrec + w.dhd
+    dc0 = w.dc if cell.has_cell else None
+    dX, dw_hh, db_hh = cell.grads(w)
+    if not cache.has_bias:
+        db_hh = None
+    if cache.x is None:
+        return dX, dh0, dc0, (None, None, dw_hh, db_hh)
+    T = w.T
+    dX2 = dX.reshape(T * N, -1)
+    x2 = cache.x.reshape(T * N, -1)
+    dx = (dX2 @ cache.w_ih).reshape(T, N, -1)
+    dw_ih = dX2.T @ x2
+    db_ih = None
+    if cache.has_bias:
+        db_ih = db_hh.copy() if getattr(cell, "shared_bias_grad", False) else dX2.sum(axis=0)
+    return dx, dh0, dc0, (dw_ih, db_ih, dw_hh, db_hh)

@@ -12,8 +12,23 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks
+from .. import kernels
 from ..cells import make_cell
-from ..recurrent import gather_time, reverse_index, run_backward, run_forward, time_mask
+from ..recurrent import (gather_time, reverse_index, run_backward, run_backward_fused,
+                         run_forward, run_forward_fused, time_mask)
+
+BACKENDS = ("auto", "numpy", "numba")
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' -> 'numba' when Numba imports, else 'numpy'; checks the name."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "numba" if kernels.available() else "numpy"
+    if backend == "numba" and not kernels.available():
+        raise ValueError("backend='numba' needs the numba package installed")
+    return backend
 
 MERGE_MODES = {"concat": "concat", "sum": "sum", "mean": "mean", "ave": "mean",
                "product": "product", "mul": "product"}
@@ -22,10 +37,15 @@ MERGE_MODES = {"concat": "concat", "sum": "sum", "mean": "mean", "ave": "mean",
 class RecurrentCache:
     """Everything :meth:`RecurrentLayer.backward` needs; never mutated by backward."""
 
-    __slots__ = ("N", "T", "lengths", "ridx", "dirs", "outs", "drop_masks", "final_h")
+    __slots__ = ("N", "T", "lengths", "ridx", "dirs", "outs", "drop_masks", "final_h",
+                 "backend", "ids", "embedding", "tables")
 
-    def __init__(self, N, T, lengths, ridx):
+    def __init__(self, N, T, lengths, ridx, backend="numpy"):
         self.N, self.T, self.lengths, self.ridx = N, T, lengths, ridx
+        self.backend = backend
+        self.ids = None  # (T, N) token ids when forward was given an embedding
+        self.embedding = None  # that embedding matrix (V, D)
+        self.tables = False  # True if layer 0's input product was a table lookup
         self.dirs = []  # per layer: list of DirectionCache
         self.outs = []  # per layer: list of per-direction outputs (T, N, H), for product merge
         self.drop_masks = []  # per layer: dropout mask applied to its output, or None
@@ -53,6 +73,10 @@ class RecurrentLayer:
         forget_bias: added to the LSTM forget-gate bias at initialisation (1.0 is common).
         dtype: float32 (default) or float64.
         seed: int or ``numpy.random.Generator`` for initialisation and dropout.
+        backend: 'numba' runs the fused kernels of :mod:`rnnkit.kernels`, 'numpy' the
+            reference cells of :mod:`rnnkit.cells`; 'auto' (default) picks numba when it is
+            installed.  Both give the same results to rounding (tests/test_kernels.py); the
+            attribute may be changed between calls.
     """
 
     mode = "rnn"
@@ -60,7 +84,7 @@ class RecurrentLayer:
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
                  bidirectional=False, dropout=0.0, merge_mode="concat",
                  return_sequences=True, nonlinearity="tanh", reset_after=True,
-                 forget_bias=0.0, dtype=np.float32, seed=None, mode=None):
+                 forget_bias=0.0, dtype=np.float32, seed=None, mode=None, backend="auto"):
         if mode is not None:
             self.mode = mode
         if self.mode not in ("rnn", "gru", "lstm"):
@@ -82,6 +106,8 @@ class RecurrentLayer:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype.name}")
         self.cell = make_cell(self.mode, nonlinearity=nonlinearity, reset_after=reset_after)
+        self.backend = resolve_backend(backend)
+        self._fused = None
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = self._init_params()
 
@@ -158,31 +184,86 @@ class RecurrentLayer:
         return (_checks.check_shape(state, "state", shape, letters, self.dtype), None)
 
     # ---- forward ---------------------------------------------------------------------
-    def forward(self, x, lengths=None, state=None, *, training=False, rng=None):
+    @property
+    def fused_cell(self):
+        """The cell's fused (Numba) counterpart, built on first use."""
+        if self._fused is None:
+            self._fused = kernels.make_fused_cell(self.mode, nonlinearity=self.nonlinearity,
+                                                  reset_after=self.reset_after)
+        return self._fused
+
+    def input_tables(self, embedding) -> list:
+        """Layer 0's input product applied to every row of an embedding matrix.
+
+        embedding (V, D) -> K arrays (V, G*H): ``embedding @ W_ih_l0.T + b_ih_l0`` per
+        direction.  An embedding followed by this product is a lookup into these tables.
+        """
+        emb = _checks.as_float_array(embedding, "embedding", 2, self.dtype, "V, D")
+        if emb.shape[1] != self.input_size:
+            raise ValueError(f"embedding must have shape (V, {self.input_size}) (V, D), "
+                             f"got {emb.shape}")
+        tables = []
+        for d in range(self.num_directions):
+            w_ih, b_ih, _, _ = self._weights(0, d)
+            tab = emb @ w_ih.T
+            if b_ih is not None:
+                tab += b_ih
+            tables.append(tab)
+        return tables
+
+    def _check_ids(self, ids, V, ndim, letters):
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"token ids must be integers, got dtype {ids.dtype.name}")
+        if ids.ndim != ndim:
+            raise ValueError(f"token ids must have shape ({letters}), got {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            raise ValueError(f"token ids must lie in [0, {V})")
+        return ids
+
+    def forward(self, x, lengths=None, state=None, *, training=False, rng=None,
+                embedding=None, keep_cache=True):
         """Run the layer.
 
         x (N, T, D); lengths (N,) ints in [1, T] or None; state like ``zero_state(N)``:
         (L*K, N, H), or a pair (h, c) for LSTM — PyTorch's h_n / (h_n, c_n) layout.
 
+        ``embedding`` (V, D), if given, makes x token ids (N, T) and layer 0's input
+        ``embedding[x]``.  When V < N*T the embedding and layer 0's input product are fused
+        into a lookup of :meth:`input_tables` (the V rows are projected once instead of the
+        N*T inputs); :meth:`backward` then returns dL/dembedding (V, D) in place of dx.
+        ``keep_cache=False`` (inference) saves nothing for backward and returns cache None.
+
         Returns ``(out, state, cache)``: out (N, T, F) with F = ``output_size`` and zeros at
         padded steps (or (N, F) if ``return_sequences`` is False); the final state in the
         same layout as ``state``; and the cache for :meth:`backward`.
         """
-        x = _checks.as_float_array(x, "x", 3, self.dtype, "N, T, D")
-        N, T, D = x.shape
-        if D != self.input_size:
-            raise ValueError(f"x must have shape (N, T, {self.input_size}) (N, T, D), got {x.shape}")
+        if embedding is not None:
+            emb = _checks.as_float_array(embedding, "embedding", 2, self.dtype, "V, D")
+            if emb.shape[1] != self.input_size:
+                raise ValueError(f"embedding must have shape (V, {self.input_size}) (V, D), "
+                                 f"got {emb.shape}")
+            ids = self._check_ids(x, emb.shape[0], 2, "N, T")
+            N, T = ids.shape
+        else:
+            x = _checks.as_float_array(x, "x", 3, self.dtype, "N, T, D")
+            N, T, D = x.shape
+            if D != self.input_size:
+                raise ValueError(f"x must have shape (N, T, {self.input_size}) (N, T, D), "
+                                 f"got {x.shape}")
         if T == 0 or N == 0:
-            raise ValueError(f"x must have at least one sequence and one step, got shape {x.shape}")
+            raise ValueError(f"x must have at least one sequence and one step, got {N} x {T}")
         lengths = _checks.check_lengths(lengths, N, T)
         if state is None:
             h0 = c0 = None
         else:
             h0, c0 = self._check_state(state, N)
-        mask = time_mask(lengths, T, self.dtype)
+        fused = self.backend == "numba"
+        fc = self.fused_cell if fused else None
+        mask = None if fused else time_mask(lengths, T, self.dtype)
         ridx = reverse_index(lengths if lengths is not None else np.full(N, T), T) \
-            if self.bidirectional else None
-        cache = RecurrentCache(N, T, lengths, ridx)
+            if self.bidirectional and not fused else None
+        cache = RecurrentCache(N, T, lengths, ridx, self.backend)
         use_dropout = training and self.dropout > 0.0 and self.num_layers > 1
         if use_dropout:
             rng = rng if rng is not None else self.rng
@@ -190,18 +271,42 @@ class RecurrentLayer:
         hn = np.empty(self.state_shape(N), dtype=self.dtype)
         cn = np.empty(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
         zeros = np.zeros((N, H), dtype=self.dtype)
-        inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, N, D)
+        tables = None
+        if embedding is not None:
+            ids_tm = np.ascontiguousarray(ids.T, dtype=np.int64)  # (T, N)
+            cache.ids, cache.embedding = ids_tm, emb
+            if emb.shape[0] < N * T:
+                tables = self.input_tables(emb)
+                cache.tables = True
+                inp = None
+            else:
+                inp = emb[ids_tm]  # (T, N, D)
+        else:
+            inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, N, D)
         for layer in range(self.num_layers):
             outs, dcs = [], []
             for d in range(self.num_directions):
                 i = layer * self.num_directions + d
                 h_init = zeros if h0 is None else h0[i]
                 c_init = None if self.mode != "lstm" else (zeros if c0 is None else c0[i])
-                xin = inp if d == 0 else gather_time(inp, ridx)
-                out_d, h_T, c_T, dc = run_forward(self.cell, xin, *self._weights(layer, d),
-                                                  h_init, c_init, mask)
-                if d == 1:
-                    out_d = gather_time(out_d, ridx)
+                lookup = layer == 0 and tables is not None
+                if fused:
+                    out_d, h_T, c_T, dc = run_forward_fused(
+                        fc, inp, *self._weights(layer, d), h_init, c_init, lengths,
+                        reverse=d == 1, table=tables[d] if lookup else None,
+                        ids=ids_tm if lookup else None, store=keep_cache)
+                else:
+                    xp = xin = None
+                    if lookup:
+                        xp = tables[d][ids_tm]
+                        if d == 1:
+                            xp = gather_time(xp, ridx)
+                    else:
+                        xin = inp if d == 0 else gather_time(inp, ridx)
+                    out_d, h_T, c_T, dc = run_forward(self.cell, xin, *self._weights(layer, d),
+                                                      h_init, c_init, mask, xp=xp)
+                    if d == 1:
+                        out_d = gather_time(out_d, ridx)
                 hn[i] = h_T
                 if cn is not None:
                     cn[i] = c_T
@@ -224,7 +329,61 @@ class RecurrentLayer:
         else:
             out = self._merge(cache.final_h)
         new_state = (hn, cn) if self.mode == "lstm" else hn
-        return out, new_state, cache
+        return out, new_state, (cache if keep_cache else None)
+
+    def step(self, x_t, state=None, *, input_tables=None):
+        """One time step through all layers without building a cache (generation).
+
+        x_t (N, D), or token ids (N,) into ``input_tables`` (from :meth:`input_tables`);
+        state like ``zero_state(N)`` or None.  Unidirectional layers only.
+        Returns ``(out_t (N, H), new_state)``.  Dropout is off, as in inference.
+        """
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional layer: a reverse direction "
+                             "reads the whole sequence")
+        if input_tables is not None:
+            ids = self._check_ids(x_t, input_tables[0].shape[0], 1, "N")
+            N = ids.shape[0]
+        else:
+            x_t = _checks.as_float_array(x_t, "x_t", 2, self.dtype, "N, D")
+            N = x_t.shape[0]
+            if x_t.shape[1] != self.input_size:
+                raise ValueError(f"x_t must have shape (N, {self.input_size}) (N, D), "
+                                 f"got {x_t.shape}")
+        if state is None:
+            h0 = c0 = None
+        else:
+            h0, c0 = self._check_state(state, N)
+        H = self.hidden_size
+        hn = np.empty(self.state_shape(N), dtype=self.dtype)
+        cn = np.empty(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
+        zeros = None
+        if h0 is None:
+            zeros = np.zeros((N, H), dtype=self.dtype)
+        fused = self.backend == "numba"
+        inp = x_t
+        for layer in range(self.num_layers):
+            w_ih, b_ih, w_hh, b_hh = self._weights(layer, 0)
+            if layer == 0 and input_tables is not None:
+                xp = input_tables[0][ids]
+            else:
+                xp = inp @ w_ih.T
+                if b_ih is not None:
+                    xp += b_ih
+            h = zeros if h0 is None else h0[layer]
+            c = None if cn is None else (zeros if c0 is None else c0[layer])
+            if fused:
+                out, h_new, c_new, _ = run_forward_fused(
+                    self.fused_cell, None, w_ih, b_ih, w_hh, b_hh, h, c, None,
+                    table=xp, ids=np.arange(N, dtype=np.int64)[None, :], store=False)
+                h_new = out[0]
+            else:
+                h_new, c_new, _ = self.cell.step(xp, h, c, w_hh, b_hh)
+            hn[layer] = h_new
+            if cn is not None:
+                cn[layer] = c_new
+            inp = hn[layer]
+        return inp.copy(), ((hn, cn) if self.mode == "lstm" else hn)
 
     __call__ = forward
 
@@ -289,6 +448,7 @@ class RecurrentLayer:
                 for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
                     i = last * K + d
                     dh_final[i] = gd if dh_final[i] is None else dh_final[i] + gd
+        fused = cache.backend == "numba"
         grads = {}
         dh0 = np.zeros(self.state_shape(N), dtype=self.dtype)
         dc0 = np.zeros(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
@@ -298,15 +458,22 @@ class RecurrentLayer:
                 g = g * cache.drop_masks[layer]
             parts = self._split_merge_grad(g, cache.outs[layer]) if g is not None else [None] * K
             dinp = None
+            lookup = layer == 0 and cache.tables
             for d in range(K):
                 i = layer * K + d
                 gd = parts[d]
-                if gd is not None and d == 1:
-                    gd = gather_time(gd, cache.ridx)
-                dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward(
-                    self.cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
-                if d == 1:
-                    dxd = gather_time(dxd, cache.ridx)
+                if fused:
+                    dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward_fused(
+                        self.fused_cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
+                else:
+                    if gd is not None and d == 1:
+                        gd = gather_time(gd, cache.ridx)
+                    dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward(
+                        self.cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
+                    if d == 1:
+                        dxd = gather_time(dxd, cache.ridx)
+                if lookup:
+                    dwi, dbi, dxd = self._table_backward(dxd, cache, d)
                 dinp = dxd if dinp is None else dinp + dxd
                 dh0[i] = dh
                 if dc0 is not None:
@@ -321,7 +488,28 @@ class RecurrentLayer:
             dx = dinp
         grads = {k: grads[k] for k in self.params}
         dstate0 = (dh0, dc0) if self.mode == "lstm" else dh0
+        if cache.embedding is not None:
+            if not cache.tables:  # dx is dL/d embedding[ids]: scatter it into the matrix
+                dx = self._scatter(np.zeros_like(cache.embedding), cache.ids, dx, cache.backend)
+            return dx, dstate0, grads
         return np.ascontiguousarray(dx.transpose(1, 0, 2)), dstate0, grads
+
+    @staticmethod
+    def _scatter(dst, ids, src, backend):
+        """dst[ids[t, n]] += src[t, n]."""
+        if backend == "numba":
+            kernels.scatter_rows(dst, ids, np.ascontiguousarray(src))
+        else:
+            np.add.at(dst, ids.reshape(-1), src.reshape(-1, dst.shape[1]))
+        return dst
+
+    def _table_backward(self, dxp, cache, d):
+        """From dL/d(table rows) (T, N, G*H) of direction d to dW_ih_l0, db_ih_l0, dL/dembedding."""
+        w_ih, b_ih, _, _ = self._weights(0, d)
+        dtab = self._scatter(np.zeros((cache.embedding.shape[0], w_ih.shape[0]), self.dtype),
+                             cache.ids, dxp, cache.backend)
+        dbi = dtab.sum(axis=0) if b_ih is not None else None
+        return dtab.T @ cache.embedding, dbi, dtab @ w_ih
 
     # ---- PyTorch interop -------------------------------------------------------------
     def torch_state_dict(self, arrays=None) -> dict:

@@ -1,0 +1,43 @@
+"""Fused fast paths (Numba) behind the same layer interface as :mod:`rnnkit.cells`.
+
+Per time step only two things run: the recurrent product on BLAS (``np.matmul`` into a
+preallocated buffer) and one compiled kernel doing all the gate math of the step, reading
+and writing (T, N, .) buffers allocated once per sequence.  Everything else is hoisted: the
+input projection of all steps is one product before the loop, the weight gradients one
+product each after it.  The NumPy cells stay the ground truth; ``tests/test_kernels.py``
+proves both agree.  Kernels are compiled once and cached on disk (numba ``cache=True``).
+
+:func:`available` tells whether Numba imports; layers built with ``backend="auto"`` use this
+path exactly when it does.
+"""
+
+from __future__ import annotations
+
+try:  # pragma: no cover - exercised by whichever environment runs the tests
+    import numba  # noqa: F401
+
+    _AVAILABLE = True
+except ImportError:  # pragma: no cover
+    _AVAILABLE = False
+
+
+def available() -> bool:
+    """True when the Numba fast path can be used."""
+    return _AVAILABLE
+
+
+def make_fused_cell(mode: str, *, nonlinearity: str = "tanh", reset_after: bool = True):
+    """The fused counterpart of :func:`rnnkit.cells.make_cell` (needs Numba)."""
+    from .cells import make_fused_cell as _make
+
+    return _make(mode, nonlinearity=nonlinearity, reset_after=reset_after)
+
+
+def scatter_rows(dst, ids, src):
+    """dst[ids[t, n]] += src[t, n]; ids (T, N) int64, src (T, N, F), dst (V, F)."""
+    from .table import scatter_rows as _scatter
+
+    _scatter(dst, ids, src)
+
+
+__all__ = ["available", "make_fused_cell", "scatter_rows"]

@@ -1,0 +1,243 @@
+"""Corpora: reading users' text files strictly, the built-in default corpus, a held-out tail.
+
+The default corpus is made on the user's machine from the docstrings of the Python standard
+library, read by parsing its source files with ``ast`` (never importing them).  Every
+CPython install has those sources, so it needs no network and the repository carries no
+one's text; the same Python version gives the same corpus, byte for byte.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+import platform
+import re
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+
+from .._checks import check_positive_int
+
+DEFAULT_CORPUS_BYTES = 1_000_000
+
+# Test suites, third-party packages and caches are not the library's own documentation.
+_SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
+                        "__pycache__"})
+# A prose sentence: starts with a capital letter, ends with . ! or ?, 30+ printable ASCII chars.
+_MIN_SENTENCE = 30
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# Signs of code rather than prose: brackets, operators, identifiers_with_underscores,
+# calls "f(", dotted names "os.path", "->", "::", backticks, markup.
+_NOT_LETTER = re.compile(r"[^A-Za-z ]")  # at most 10% of a prose sentence
+_CODE_LIKE = re.compile(r"[{}\[\]<>=\\|`@#$^~*]|\(\)|\w_|_\w|::|->|[a-z]\.[a-z]{2,}|\s[-+/%]\s|\w\(")
+
+
+def read_text(path) -> str:
+    """The text of a UTF-8 file; ValueError naming the file if it is not readable text.
+
+    Refused, each with a one-line message: a missing path, a directory, an unreadable file, an
+    empty or whitespace-only file, binary content (a NUL byte, with its offset) and bytes that
+    are not UTF-8 (with the offset of the first bad byte).  A leading UTF-8 byte-order mark is
+    dropped.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p}: is a directory, not a text file")
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such file") from None
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read it ({e.strerror or e})") from None
+    if not data:
+        raise ValueError(f"{p}: the file is empty")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"{p}: NUL byte at offset {nul}; this looks like a binary file, not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
+                         f"{e.start} ({e.reason})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise ValueError(f"{p}: the file holds only whitespace, no text")
+    return text
+
+
+def split_validation(text: str, fraction: float = 0.1) -> tuple[str, str]:
+    """``(train, val)``: the last ``fraction`` of ``text`` held out as validation text.
+
+    The cut is moved to the nearest line boundary, so no line is split between the two;
+    a text without line breaks is cut at the exact character.  ValueError if ``fraction`` is
+    not in (0, 1) or one side would be empty.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}") from None
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    n = len(text)
+    cut = n - round(n * fraction)
+    after = text.find("\n", cut - 1) + 1 if cut > 0 else 0   # first line start >= cut
+    before = text.rfind("\n", 0, cut - 1) + 1 if cut > 1 else 0  # last line start < cut
+    candidates = [b for b in (after, before) if 0 < b < n]
+    if candidates:
+        cut = min(candidates, key=lambda b: (abs(b - cut), b))
+    if not 0 < cut < n:
+        raise ValueError(f"cannot hold out {fraction:g} of a {n}-character text: "
+                         "the training or validation part would be empty")
+    return text[:cut], text[cut:]
+
+
+def default_corpus(max_bytes: int = DEFAULT_CORPUS_BYTES) -> str:
+    """The built-in corpus: prose sentences from the Python standard library's docstrings.
+
+    One sentence per line, printable ASCII, at most ``max_bytes`` bytes (whole lines only).
+    Deterministic for a given Python version; about 0.7 MB in all for CPython 3.11, so the
+    default cap takes everything.  Built in a few seconds, then memoised for the process.
+    """
+    return _build_default_corpus(check_positive_int(max_bytes, "max_bytes"))[0]
+
+
+def default_corpus_info(max_bytes: int = DEFAULT_CORPUS_BYTES) -> dict:
+    """Where :func:`default_corpus` comes from and what it holds (a JSON-serialisable dict)."""
+    return dict(_build_default_corpus(check_positive_int(max_bytes, "max_bytes"))[1])
+
+
+@functools.lru_cache(maxsize=4)
+def _build_default_corpus(max_bytes: int) -> tuple[str, dict]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = _stdlib_sources(root)
+    if not files:
+        raise OSError(f"the Python standard library sources are not in {root}, so the default "
+                      "corpus cannot be built; give a text file instead")
+    lines: list[str] = []
+    seen: set[str] = set()
+    size = 0
+    scanned = 0
+    full = False
+    for path in files:
+        scanned += 1
+        for doc in _docstrings_of_file(path):
+            for sentence in _prose_sentences(doc):
+                if sentence in seen:
+                    continue
+                if size + len(sentence) + 1 > max_bytes:
+                    full = True
+                    break
+                seen.add(sentence)
+                lines.append(sentence)
+                size += len(sentence) + 1
+            if full:
+                break
+        if full:
+            break
+    if not lines:
+        raise ValueError(f"max_bytes={max_bytes} is too small to hold one line of the default corpus")
+    text = "\n".join(lines) + "\n"
+    info = {
+        "name": "python-stdlib-docstrings",
+        "description": "prose sentences from the docstrings of the Python standard library, "
+                       "parsed with ast from the installed sources",
+        "license": "the docstrings are part of Python, under the Python Software Foundation License",
+        "python": f"{sys.implementation.name} {platform.python_version()}",
+        "stdlib_dir": str(root),
+        "files_scanned": scanned,
+        "files_available": len(files),
+        "lines": len(lines),
+        "bytes": len(text),
+        "max_bytes": max_bytes,
+        "sha256": hashlib.sha256(text.encode("ascii")).hexdigest(),
+    }
+    return text, info
+
+
+def _stdlib_sources(root: Path) -> list[Path]:
+    """The standard library's .py files in a fixed order (sorted directory walk)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        out.extend(Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+    return out
+
+
+def _docstrings_of_file(path: Path) -> list[str]:
+    try:
+        source = path.read_bytes()
+        with warnings.catch_warnings():
+            # Old escape sequences in some modules warn; they are not ours to fix.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    out = []
+    doc = ast.get_docstring(tree)
+    if doc:
+        out.append(doc)
+    _collect_docstrings(tree, out)
+    return out
+
+
+def _collect_docstrings(node, out: list[str]) -> None:
+    # Docstrings live only in statement bodies, so only those fields are walked: visiting every
+    # expression node (ast.walk) would take longer than parsing.
+    for field in ("body", "handlers", "orelse", "finalbody", "cases"):  # source order
+        children = getattr(node, field, None)
+        if not isinstance(children, list):
+            continue
+        for child in children:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(child)
+                if doc:
+                    out.append(doc)
+            _collect_docstrings(child, out)
+
+
+def _prose_sentences(doc: str) -> list[str]:
+    """The sentences of a docstring that read as English prose, whitespace normalised.
+
+    Paragraphs are runs of lines with the same indentation; doctest blocks (from a ``>>>``
+    line to the next blank line) are dropped whole, as is every sentence that looks like code.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+    indent = -1
+    in_doctest = False
+    for line in doc.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            in_doctest = False
+        elif stripped.startswith((">>>", "...")):
+            in_doctest = True
+        if in_doctest or not stripped:
+            if current:
+                paragraphs.append(" ".join(current))
+                current = []
+            continue
+        line_indent = len(line) - len(line.lstrip())
+        if current and line_indent != indent:
+            paragraphs.append(" ".join(current))
+            current = []
+        indent = line_indent
+        current.append(stripped)
+    if current:
+        paragraphs.append(" ".join(current))
+
+    out = []
+    for paragraph in paragraphs:
+        for s in _SENTENCE_END.split(" ".join(paragraph.split())):
+            if (len(s) >= _MIN_SENTENCE and s.isascii() and s.isprintable() and s[0].isupper()
+                    and s[-1] in ".!?" and not _CODE_LIKE.search(s)
+                    and len(_NOT_LETTER.findall(s)) <= 0.1 * len(s)):
+                out.append(s)
+    return out

@@ -1,0 +1,308 @@
+"""Checkpoints: named arrays plus a JSON dict in one safetensors file, written atomically.
+
+File format (``format_version`` 1): a standard safetensors file (an 8-byte little-endian header
+length, a JSON header, then the raw little-endian tensor bytes) whose ``__metadata__`` holds
+
+- ``rnnkit.format``: ``"rnnkit.checkpoint"``
+- ``rnnkit.format_version``: ``"1"``
+- ``rnnkit.meta``: the caller's ``meta`` dict as strict JSON (the model config, step, ...)
+- ``rnnkit.sha256``: SHA-256 over the meta JSON and every array's name, dtype, shape and bytes.
+
+Safetensors was chosen over ``.npz`` because its reader has no pickle code path at all (an
+``.npz`` is one ``allow_pickle`` flag away from running code) and other tools read it as is.
+Loading checks the format name, the version, the tensor layout and the checksum, so truncated,
+corrupted, hand-edited and foreign files are refused with a :class:`CheckpointError` naming the
+file.  The checksum catches accidents and naive edits; it is not a signature.
+
+Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed over
+the target (``os.replace``) and the directory is fsynced: a crash leaves the old file or the
+new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "rnnkit.checkpoint"
+FORMAT_VERSION = 1
+_ALLOWED_DTYPES = frozenset(np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written or read; the message is one line naming the file."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new, never a mix.
+
+    The parent directory must exist.  The new file gets the usual permissions (0666 less the
+    umask), not the private ones of a temporary file.
+    """
+    path = Path(path)
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(f.fileno(), 0o666 & ~umask)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (no newline translation)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is only durable once the directory entry is on disk.  Windows cannot open a
+    # directory for fsync; there the rename is as durable as the OS makes it.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path, arrays: Mapping[str, np.ndarray], meta: Mapping) -> Path:
+    """Write ``arrays`` (name -> ndarray) and ``meta`` (a JSON dict) to one file at ``path``.
+
+    Array dtypes: bool, (u)int8-64, float16/32/64.  ``meta`` must be strict JSON (no NaN or
+    infinity; store None instead).  CheckpointError on anything else; the file is untouched then.
+    """
+    import safetensors.numpy
+
+    path = Path(path)
+    if not isinstance(meta, Mapping):
+        raise CheckpointError(f"{path}: meta must be a dict, got {type(meta).__name__}")
+    try:
+        meta_json = json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: meta is not strict JSON ({e})") from None
+    clean = {}
+    for name, a in arrays.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise CheckpointError(f"{path}: bad array name {name!r}")
+        if not isinstance(a, np.ndarray):
+            raise CheckpointError(f"{path}: array {name!r} is a {type(a).__name__}, not an ndarray")
+        if a.dtype.newbyteorder("=") not in _ALLOWED_DTYPES:
+            raise CheckpointError(f"{path}: array {name!r} has unsupported dtype {a.dtype}")
+        clean[name] = _little_endian_c(a)
+    metadata = {
+        "rnnkit.format": FORMAT,
+        "rnnkit.format_version": str(FORMAT_VERSION),
+        "rnnkit.meta": meta_json,
+        "rnnkit.sha256": _digest(clean, meta_json),
+    }
+    data = safetensors.numpy.save(clean, metadata=metadata)
+    return atomic_write_bytes(path, data)
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    """``(arrays, meta)`` from a file written by :func:`save_checkpoint`.
+
+    Arrays are fresh writeable arrays in native byte order.  CheckpointError (a ValueError) with
+    a one-line message naming the file for a missing or unreadable path, a file that is not an
+    rnnkit checkpoint, another format version, truncation, corruption or an edit.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        return _parse(data)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except Exception as e:  # any other failure of a parser on hostile bytes is still "bad file"
+        raise CheckpointError(f"{path}: unreadable checkpoint ({_one_line(e)})") from None
+
+
+def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
+    import safetensors.numpy
+
+    if len(data) < 8:
+        raise CheckpointError(f"truncated or not a checkpoint: only {len(data)} bytes")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise CheckpointError(f"truncated or not a checkpoint: the header claims {n} bytes, "
+                              f"{len(data) - 8} follow")
+    try:
+        header = json.loads(data[8: 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError("not an rnnkit checkpoint (no safetensors header)") from None
+    md = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(md, dict) or "rnnkit.format" not in md:
+        raise CheckpointError("not an rnnkit checkpoint (no rnnkit metadata in the header)")
+    if md["rnnkit.format"] != FORMAT:
+        raise CheckpointError(f"format is {_short(md['rnnkit.format'])}, expected {FORMAT!r}")
+    version = md.get("rnnkit.format_version")
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]{1,9}", version):
+        raise CheckpointError(f"bad format_version {_short(version)}")
+    if int(version) != FORMAT_VERSION:
+        raise CheckpointError(f"format_version {int(version)} is not supported "
+                              f"(this rnnkit reads version {FORMAT_VERSION})")
+    meta_json, digest = md.get("rnnkit.meta"), md.get("rnnkit.sha256")
+    if not isinstance(meta_json, str) or not isinstance(digest, str):
+        raise CheckpointError("the rnnkit metadata lacks its meta or checksum")
+    try:
+        tensors = safetensors.numpy.load(data)
+    except Exception as e:
+        raise CheckpointError(f"corrupted tensor data ({_one_line(e)})") from None
+    arrays = {}
+    for name, a in tensors.items():
+        if a.dtype.newbyteorder("=") not in _ALLOWED_DTYPES:
+            raise CheckpointError(f"array {_short(name)} has unsupported dtype {a.dtype}")
+        arrays[name] = a.astype(a.dtype.newbyteorder("="), copy=True)
+    if _digest(arrays, meta_json) != digest:
+        raise CheckpointError("checksum mismatch: the file is corrupted or was edited")
+    meta = json.loads(meta_json)
+    if not isinstance(meta, dict):
+        raise CheckpointError("meta is not a JSON object")
+    return arrays, meta
+
+
+def _digest(arrays: Mapping[str, np.ndarray], meta_json: str) -> str:
+    # Every field is length-prefixed so that no two different contents hash the same bytes.
+    h = hashlib.sha256()
+
+    def put(b: bytes) -> None:
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+
+    put(FORMAT.encode())
+    put(meta_json.encode("utf-8"))
+    for name in sorted(arrays):
+        a = arrays[name]
+        put(json.dumps([name, a.dtype.name, list(a.shape)]).encode("utf-8"))
+        put(_little_endian_c(a).tobytes())
+    return h.hexdigest()
+
+
+def _little_endian_c(a: np.ndarray) -> np.ndarray:
+    # safetensors stores little-endian C-ordered bytes; asarray (unlike ascontiguousarray)
+    # keeps a 0-d array 0-d.
+    return np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
+
+
+def _short(x, limit: int = 60) -> str:
+    s = repr(x)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:200] + "...") if len(text) > 200 else (text or type(e).__name__)
+
+
+# --------------------------------------------------------------------------- RNG state
+
+# Only numpy's own bit generators may be named in a file: a name never picks arbitrary code.
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def rng_to_json(rng: np.random.Generator) -> dict:
+    """The exact state of ``rng``'s bit generator as a JSON-serialisable dict.
+
+    Integers stay Python ints (128-bit values included: Python's json writes them exactly);
+    arrays become ``{"__ndarray__": dtype, "values": [...]}``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return _encode(rng.bit_generator.state)
+
+
+def rng_from_json(obj, rng: np.random.Generator | None = None) -> np.random.Generator:
+    """A Generator in the state saved by :func:`rng_to_json`; it draws the same numbers.
+
+    With ``rng`` given, that generator is restored in place (everything holding it sees the
+    restored state) and returned; it must use the same bit generator.  ValueError if ``obj``
+    is not such a state.
+    """
+    if not isinstance(obj, dict) or obj.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError("rng state: not a saved numpy bit generator state "
+                         f"(bit_generator must be one of {', '.join(_BIT_GENERATORS)})")
+    name = obj["bit_generator"]
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if rng is not None and type(rng.bit_generator).__name__ != name:
+        raise ValueError(f"rng state is for {name}, the generator uses "
+                         f"{type(rng.bit_generator).__name__}")
+    # Set the state on a fresh bit generator first: numpy's setters can fail half-way, and a
+    # failure must not leave the caller's generator half restored.
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = _decode(obj)
+    except Exception as e:  # numpy raises TypeError, ValueError, KeyError, IndexError, ...
+        raise ValueError(f"rng state: malformed {name} state ({_one_line(e)})") from None
+    if _encode(bit_generator.state) != obj:
+        raise ValueError(f"rng state: malformed {name} state (it does not round-trip)")
+    if rng is None:
+        return np.random.Generator(bit_generator)
+    rng.bit_generator.state = bit_generator.state
+    return rng
+
+
+def _encode(x):
+    if isinstance(x, dict):
+        return {str(k): _encode(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        return {"__ndarray__": x.dtype.name, "values": [int(v) for v in x.ravel()]}
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, str):
+        return x
+    raise TypeError(f"unexpected {type(x).__name__} in a bit generator state")
+
+
+def _decode(x):
+    if isinstance(x, dict):
+        if "__ndarray__" in x:
+            dtype = np.dtype(x["__ndarray__"])
+            if dtype.kind != "u" or not isinstance(x.get("values"), list):
+                raise ValueError("bad array in state")
+            return np.array(x["values"], dtype=dtype)
+        return {k: _decode(v) for k, v in x.items()}
+    if isinstance(x, (bool, int, str)):
+        return x
+    raise TypeError(f"unexpected {type(x).__name__} in a saved state")

@@ -116,6 +116,31 @@ def test_vocab_from_json_fuzz_only_raises_value_error(obj):
         assert v.tokens[:3] == [PAD, UNK, EOS] and len(set(v.tokens)) == len(v)
 
 
+_GOOD_VOCAB_BYTES = json.dumps(Vocab.build(list("hello world")).to_json()).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10_000), st.integers(0, 255)),
+                min_size=1, max_size=4))
+def test_vocab_file_bytes_fuzz(edits):
+    # A saved vocabulary with random byte edits: parsing plus validation only raise ValueError
+    # (JSONDecodeError and UnicodeDecodeError are ValueErrors too).
+    b = bytearray(_GOOD_VOCAB_BYTES)
+    for kind, pos, val in edits:
+        pos %= len(b) + 1
+        if kind == 0 and pos < len(b):
+            b[pos] = val
+        elif kind == 1:
+            b.insert(pos, val)
+        else:
+            del b[pos:]
+    try:
+        v = Vocab.from_json(json.loads(bytes(b)))
+    except ValueError:
+        return
+    assert v.tokens[:3] == [PAD, UNK, EOS] and len(set(v.tokens)) == len(v)
+
+
 # ----------------------------------------------------------------------------- tokenizers
 
 def test_char_tokenizer_lines_and_eos():

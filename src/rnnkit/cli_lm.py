@@ -53,6 +53,7 @@ def register(sub) -> None:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--on-nonfinite", default="stop", help="stop (default) or skip a NaN/Inf step")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    t.add_argument("--force", action="store_true", help="replace a model already in --out")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     t.set_defaults(func=cmd_train)
 
@@ -100,7 +101,7 @@ def cmd_train(args) -> int:
         patience=args.patience, seed=args.seed, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, log_every=args.log_every, on_nonfinite=args.on_nonfinite)
     try:
-        summary = Trainer(opts, resume=args.resume).run()
+        summary = Trainer(opts, resume=args.resume, force=args.force).run()
     except TrainingError as e:
         print(f"rnnkit train: error: {e}", file=sys.stderr)
         return 1

@@ -156,11 +156,13 @@ def _digest(ids: np.ndarray) -> str:
 class Trainer:
     """One training run into ``opts.out``; :meth:`run` returns a summary dict."""
 
-    def __init__(self, opts: TrainOptions, *, resume: bool = False, stream=None, tty=None):
+    def __init__(self, opts: TrainOptions, *, resume: bool = False, force: bool = False,
+                 stream=None, tty=None):
         opts.validate()
         self.opts = opts
         self.out = Path(opts.out)
         self.resume = resume
+        self.force = force
         self.stream = stream
         self.tty = tty
 
@@ -182,6 +184,9 @@ class Trainer:
                 raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {self.out}")
             resumed = load_checkpoint(ckpt_path)
             self._check_resume(resumed[1])
+        elif (ckpt_path.exists() or (self.out / MODEL_FILE).exists()) and not self.force:
+            raise ValueError(f"{self.out} already holds a model: --resume continues it, "
+                             "--force starts over and replaces it")
         train_text, val_text, source = load_corpus(o)
         vocab = None
         if resumed is not None:
@@ -221,6 +226,8 @@ class Trainer:
             if "state/h" in arrays:
                 state = (arrays["state/h"], arrays["state/c"]) if o.cell == "lstm" else arrays["state/h"]
         self.out.mkdir(parents=True, exist_ok=True)
+        if resumed is None:
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run's own history
         info = {"source": source, "train_tokens": int(train_ids.size),
                 "val_tokens": int(val_ids.size), "options": o.to_json()}
         tok = get_tokenizer(o.level)
@@ -251,6 +258,8 @@ class Trainer:
         summary = {"out": str(self.out), "start_step": step, "vocab_size": len(vocab),
                    "parameters": model.num_parameters(), "train_tokens": int(train_ids.size)}
         last_val = None
+        # A resumed run's best model is on disk already; a fresh one writes its own.
+        best_written = resumed is not None and (self.out / MODEL_FILE).exists()
         skipped = 0
         interrupted = False
         try:
@@ -284,6 +293,7 @@ class Trainer:
                             sched.step(last_val)
                         if last_val < best_val:
                             best_val = last_val
+                            best_written = True
                             save_model(self.out / MODEL_FILE, model, vocab, o.level, {},
                                        {**info, "step": step, "val_loss": last_val})
                     if is_eval or step % o.log_every == 0:
@@ -297,7 +307,7 @@ class Trainer:
             reporter.close()
         if interrupted:
             save_training_state()
-        if not (self.out / MODEL_FILE).exists():  # e.g. interrupted before the first check
+        if not best_written:  # e.g. interrupted before the first check
             save_model(self.out / MODEL_FILE, model, vocab, o.level, {}, {**info, "step": step})
         try:
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")

@@ -160,6 +160,13 @@ def test_missing_data_file_and_bad_levels(tmp_path, capsys, data):
     assert not (tmp_path / "m").exists()
 
 
+def test_existing_model_needs_force(models, data, capsys):
+    before = (models / "tag" / "model.safetensors").read_bytes()
+    code, _, err = run(["tag", "train", str(data / "tag.tsv"), "--out", str(models / "tag")], capsys)
+    assert code == 2 and "already holds a model; add --force" in err
+    assert (models / "tag" / "model.safetensors").read_bytes() == before
+
+
 def test_unknown_validation_label_names_the_line(data, tmp_path, capsys):
     val = _bad(tmp_path, "ab\tA\nba\tZ\n")
     code, _, err = run(["classify", "train", str(data / "cls.tsv"), "--out", str(tmp_path / "m"),

@@ -167,6 +167,8 @@ def check_train_args(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
+    if (out / MODEL_FILE).exists() and not args.force:
+        raise ValueError(f"--out {out}: already holds a model; add --force to replace it")
 
 
 def _add_train_options(p, task):
@@ -187,6 +189,7 @@ def _add_train_options(p, task):
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="steps between held-out evaluations (default min(steps, 200))")
+    p.add_argument("--force", action="store_true", help="replace a model already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     if task == "classify":
         p.add_argument("--level", default="char", help="read text as 'char' (default) or 'word' tokens")
@@ -299,7 +302,7 @@ def cmd_train(args, task) -> int:
     meta["info"] = info
     path = save_bundle(out, task, model, meta)
     _write_metrics(out, result.history)
-    summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+    summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in info.items() if k not in ("train_file",) and v is not None)
     print(f"saved {path} ({summary})")
     return 0

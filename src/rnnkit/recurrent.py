@@ -144,6 +144,12 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache):
 # the same semantics as above (state carried, output zero, gradient passed through).
 
 
+def _blas():
+    from .kernels import blas as mod
+
+    return mod
+
+
 class _Work:
     """Buffers and views of one fused run (a namespace; see :mod:`rnnkit.kernels.cells`)."""
 
@@ -176,6 +182,7 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
     ``store=False`` keeps nothing for backward (inference) and returns cache None.
     Returns ``(out (T, N, H) in original order, h_T, c_T, cache)``.
     """
+    blas = _blas()
     w = _Work()
     GH, H = w_hh.shape
     if table is None:
@@ -209,8 +216,9 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
     w.out = np.empty((T, N, H), dtype=dtype)
     cell.begin_forward(w)
     step = cell.forward_step
-    for t in range(T):
-        step(w, t)
+    with blas.threads():
+        for t in range(T):
+            step(w, t)
     h_T, c_T = w.h, (w.c if cell.has_cell else None)
     if not store:
         return w.out, h_T, c_T, None
@@ -225,6 +233,7 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
     Returns ``(dx, dh0, dc0, (dW_ih, db_ih, dW_hh, db_hh))`` like :func:`run_backward`; if the
     input was a table lookup, dx is dL/d(projection) (T, N, G*H) and dW_ih, db_ih are None.
     """
+    blas = _blas()
     w = _Work()
     w.__dict__.update(cache.work.__dict__)  # a fresh namespace: the cache is never mutated
     N, H, dtype = w.N, w.H, w.dtype
@@ -236,8 +245,9 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
         w.dc = np.zeros((N, H), dtype=dtype) if dc_T is None else np.array(dc_T, dtype, order="C")
     cell.begin_backward(w)
     step = cell.backward_step
-    for t in range(w.T - 1, -1, -1):
-        step(w, t)
+    with blas.threads():
+        for t in range(w.T - 1, -1, -1):
+            step(w, t)
     dh0 = w.dhrec + w.dhd
     dc0 = w.dc if cell.has_cell else None
     dX, dw_hh, db_hh = cell.grads(w)

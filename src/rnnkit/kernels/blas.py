@@ -1,0 +1,79 @@
+"""How many threads NumPy's BLAS may use, switched around the time loop.
+
+The per-step products of a recurrent layer are small (e.g. (32, 256) @ (256, 1024), 17
+MFLOP).  Split across cores they gain little on an idle machine and lose badly on a busy
+one: OpenBLAS's threads meet at a barrier after every call, and a thread that the OS has
+descheduled stalls every step (measured: 20x slower on a loaded 2-core machine).  So the
+fused driver runs its time loop with ``STEP_THREADS`` BLAS threads (1 by default) and leaves
+the large hoisted products (input projection, weight gradients) on all of them.
+
+This talks to OpenBLAS (NumPy's wheels) through ctypes; with any other BLAS it does nothing.
+The setting is process-wide, like the BLAS's own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from contextlib import contextmanager
+
+STEP_THREADS = int(os.environ.get("RNNKIT_STEP_THREADS", "1"))
+
+_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+            ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+            ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+            ("openblas_set_num_threads", "openblas_get_num_threads"))
+_api = None
+
+
+def _load():
+    global _api
+    if _api is not None:
+        return _api
+    _api = False
+    try:
+        import numpy  # noqa: F401  (loads the BLAS)
+
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()
+                            and ln.split()[-1].startswith("/")})
+    except OSError:
+        return _api
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _SYMBOLS:
+            if hasattr(lib, set_name) and hasattr(lib, get_name):
+                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                getter.argtypes, getter.restype = [], ctypes.c_int
+                _api = (setter, getter)
+                return _api
+    return _api
+
+
+def get_threads() -> int | None:
+    """BLAS threads now, or None if the BLAS is not OpenBLAS."""
+    api = _load()
+    return api[1]() if api else None
+
+
+@contextmanager
+def threads(n: int | None = None):
+    """Run the block with ``n`` BLAS threads (default ``STEP_THREADS``), then restore."""
+    api = _load()
+    n = STEP_THREADS if n is None else n
+    if not api or n <= 0:
+        yield
+        return
+    before = api[1]()
+    if before == n:
+        yield
+        return
+    api[0](n)
+    try:
+        yield
+    finally:
+        api[0](before)

@@ -156,19 +156,47 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"{path}: unreadable checkpoint ({_one_line(e)})") from None
 
 
+def _foreign_format(data: bytes) -> str | None:
+    """The name of a well-known non-rnnkit format ``data`` starts with, if any.
+
+    Only magic bytes are compared; nothing is parsed, so a pickle is never unpickled.  Asked
+    only of data that already failed as safetensors (a real header's 8-byte little-endian
+    length may well start with 0x80, like a pickle).
+    """
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        return "a zip archive (.npz, or a PyTorch .pt/.pth file holding pickles)"
+    if data[:6] == b"\x93NUMPY":
+        return "a NumPy .npy file"
+    # PROTO 2-5 then an opcode (never a zero byte); a truncated rnnkit file whose header
+    # length happens to start 80 02 has zeros next, or its JSON header at offset 8.
+    if (len(data) > 2 and data[0] == 0x80 and 2 <= data[1] <= 5 and data[2] != 0
+            and data[8:9] != b"{"):
+        return "a Python pickle"
+    if data[:8] == b"\x89HDF\r\n\x1a\n":
+        return "an HDF5 file"
+    return None
+
+
 def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
     import safetensors.numpy
 
+    def refuse(reason: str):
+        foreign = _foreign_format(data)
+        if foreign is not None:
+            reason = (f"not an rnnkit checkpoint: this is {foreign}; rnnkit reads only its own "
+                      "safetensors files and never unpickles anything")
+        raise CheckpointError(reason)
+
     if len(data) < 8:
-        raise CheckpointError(f"truncated or not a checkpoint: only {len(data)} bytes")
+        refuse(f"truncated or not a checkpoint: only {len(data)} bytes")
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8:
-        raise CheckpointError(f"truncated or not a checkpoint: the header claims {n} bytes, "
-                              f"{len(data) - 8} follow")
+        refuse(f"truncated or not a checkpoint: the header claims {n} bytes, "
+               f"{len(data) - 8} follow")
     try:
         header = json.loads(data[8: 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise CheckpointError("not an rnnkit checkpoint (no safetensors header)") from None
+        refuse("not an rnnkit checkpoint (no safetensors header)")
     md = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(md, dict) or "rnnkit.format" not in md:
         raise CheckpointError("not an rnnkit checkpoint (no rnnkit metadata in the header)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -75,6 +76,21 @@ class TrainOptions:
     dtype: str = "float32"
 
     def validate(self) -> None:
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise TypeError(f"out must be a directory path, got {self.out!r}")
+        if isinstance(self.corpus, (str, bytes, os.PathLike)) \
+                or not isinstance(self.corpus, (list, tuple)) \
+                or not all(isinstance(p, (str, os.PathLike)) for p in self.corpus):
+            raise TypeError("corpus must be a list of file paths (empty: the built-in corpus), "
+                            f"got {self.corpus!r}")
+        if self.val is not None and not isinstance(self.val, (str, os.PathLike)):
+            raise TypeError(f"val must be a file path or None, got {self.val!r}")
+        for name in ("lr", "clip", "dropout", "val_fraction", "lr_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name.replace('_', '-')} must be a number, got {v!r}")
+        _checks.check_positive_int(self.seed, "seed", minimum=0)
+        _checks.check_positive_int(self.patience, "patience", minimum=0)
         for name in ("layers", "hidden", "embed", "seq_len", "batch", "steps", "checkpoint_every",
                      "eval_every", "log_every", "min_count", "val_tokens"):
             _checks.check_positive_int(getattr(self, name), name.replace("_", "-"))
@@ -97,6 +113,8 @@ class TrainOptions:
             raise ValueError(f"lr-decay must lie in (0, 1], got {self.lr_decay}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -149,6 +167,49 @@ def _state_arrays(state) -> dict:
     return {"state/h": state}
 
 
+def _check_state(model, state, N: int) -> None:
+    """A carried hidden state read from a checkpoint must fit the model and the batch."""
+    expected = model.zero_state(N)
+    got = state if isinstance(state, tuple) else (state,)
+    want = expected if isinstance(expected, tuple) else (expected,)
+    for g, w in zip(got, want):
+        if g.shape != w.shape:
+            raise ValueError(f"carried state has shape {g.shape}, expected {w.shape}")
+        if not np.isfinite(g).all():
+            raise ValueError("carried state holds NaN or Inf")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:200] + "..." if len(text) > 200 else text
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temporary files a killed run left behind (``.NAME.XXXX.tmp``).
+
+    :func:`rnnkit.checkpoint.atomic_write_bytes` writes each file under a temporary name and
+    renames it; a SIGKILL between the two leaves the temporary.  The run directory belongs to
+    one run at a time, so the leftovers of our own files are safe to remove.
+    """
+    for name in (CHECKPOINT_FILE, MODEL_FILE, "loss.png"):
+        for tmp in directory.glob(f".{name}.*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a metrics file back to its last complete line (a kill can stop an append midway)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def _digest(ids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
 
@@ -179,6 +240,8 @@ class Trainer:
         o = self.opts
         ckpt_path = self.out / CHECKPOINT_FILE
         resumed = None
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out}: exists and is not a directory")
         if self.resume:
             if not ckpt_path.exists():
                 raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {self.out}")
@@ -190,7 +253,10 @@ class Trainer:
         train_text, val_text, source = load_corpus(o)
         vocab = None
         if resumed is not None:
-            vocab = Vocab.from_json(resumed[1]["model"]["vocab"])
+            try:
+                vocab = Vocab.from_json(resumed[1]["model"]["vocab"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"--resume: {ckpt_path}: bad vocabulary ({e})") from None
         vocab, train_ids, val_ids = self._vocab_and_data(train_text, val_text, vocab)
         if val_ids.size < 2:
             raise ValueError("the validation text holds fewer than 2 tokens")
@@ -210,22 +276,40 @@ class Trainer:
         state = None
         step = 0
         best_val = math.inf
+        skipped = 0
         if resumed is not None:
             arrays, meta = resumed
-            if meta["data_sha256"] != data_digest:
+            if meta.get("data_sha256") != data_digest:
                 raise ValueError("--resume: the corpus differs from the one this run started on")
-            model.load_params({k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")})
-            opt_state = dict(meta["optimizer"])
-            opt_state.update({k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")})
-            opt.load_state_dict(opt_state)
-            if sched is not None:
-                sched.load_state_dict(meta["scheduler"])
-            drop_rng = rng_from_json(meta["dropout_rng"])
-            step = int(meta["step"])
-            best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
-            if "state/h" in arrays:
-                state = (arrays["state/h"], arrays["state/c"]) if o.cell == "lstm" else arrays["state/h"]
+            # The checksum only proves the file is as written; a hand-made one is still
+            # checked piece by piece, so a bad field is one clear error, not a traceback.
+            try:
+                model.load_params({k[len("param/"):]: v for k, v in arrays.items()
+                                   if k.startswith("param/")})
+                opt_state = dict(meta["optimizer"])
+                opt_state.update({k[len("opt/"):]: v for k, v in arrays.items()
+                                  if k.startswith("opt/")})
+                opt.load_state_dict(opt_state)
+                if sched is not None:
+                    sched.load_state_dict(meta["scheduler"])
+                drop_rng = rng_from_json(meta["dropout_rng"])
+                step = _checks.check_positive_int(meta["step"], "step", minimum=0)
+                best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
+                skipped = _checks.check_positive_int(meta.get("skipped_steps", 0), "skipped_steps",
+                                                     minimum=0)
+                if "state/h" in arrays:
+                    state = (arrays["state/h"], arrays["state/c"]) if o.cell == "lstm" \
+                        else arrays["state/h"]
+                    _check_state(model, state, o.batch)
+                if not grads_finite(model.params):
+                    raise ValueError("the saved weights hold NaN or Inf")
+            except (KeyError, TypeError, ValueError, IndexError) as e:
+                raise ValueError(f"--resume: {ckpt_path}: the training state does not fit "
+                                 f"this run ({_one_line(e)})") from None
         self.out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.out)
+        if resumed is not None:
+            _drop_partial_line(self.out / "metrics.jsonl")
         if resumed is None:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run's own history
         info = {"source": source, "train_tokens": int(train_ids.size),
@@ -246,6 +330,7 @@ class Trainer:
                     "scheduler": sched.state_dict() if sched is not None else None,
                     "dropout_rng": rng_to_json(drop_rng),
                     "best_val": best_val if math.isfinite(best_val) else None,
+                    "skipped_steps": skipped,
                     "data_sha256": data_digest}
             save_checkpoint(ckpt_path, arrays, meta)
 
@@ -260,10 +345,12 @@ class Trainer:
         last_val = None
         # A resumed run's best model is on disk already; a fresh one writes its own.
         best_written = resumed is not None and (self.out / MODEL_FILE).exists()
-        skipped = 0
         interrupted = False
         try:
-            with _StopFlag() as stop:
+            # Overflow is expected when a run diverges; it is detected below and reported in
+            # one line, so numpy's warnings would only be noise on the terminal.
+            with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore",
+                                                  divide="ignore", under="ignore"):
                 while step < o.steps:
                     k = step % batcher.n_chunks
                     if k == 0:
@@ -271,21 +358,30 @@ class Trainer:
                     x, y = batcher.chunk(k)
                     loss, grads, new_state = model.loss_and_grads(x, y, state, training=True,
                                                                   rng=drop_rng)
-                    if not (math.isfinite(loss) and grads_finite(grads)):
-                        if o.on_nonfinite == "skip":
-                            skipped += 1
-                            step += 1
-                            continue
+                    finite = math.isfinite(loss) and grads_finite(grads)
+                    if not finite and o.on_nonfinite != "skip":
                         raise TrainingError(
                             f"non-finite loss or gradients at step {step + 1} (loss {loss}); "
                             f"stopped; the last good checkpoint in {self.out} is kept "
                             "(try a lower --lr or --clip, or --on-nonfinite skip)")
-                    if o.clip > 0:
-                        clip_grad_norm(grads, o.clip)
-                    opt.step(model.params, grads)
-                    state = new_state
+                    if finite:
+                        if o.clip > 0:
+                            clip_grad_norm(grads, o.clip)
+                        opt.step(model.params, grads)
+                        if not grads_finite(model.params):
+                            # No way back from here: nothing of this state is saved.
+                            raise TrainingError(
+                                f"the update at step {step + 1} made the weights NaN or Inf; "
+                                f"stopped; the last good checkpoint in {self.out} is kept "
+                                "(try a lower --lr or --clip)")
+                        state = new_state
+                    else:
+                        # Skipped: no update, and the carried state stays that of the last
+                        # good step.  Evaluation, checkpoints and Ctrl-C still happen below.
+                        skipped += 1
                     step += 1
-                    reporter.update(step, loss, tokens=x.size)
+                    if finite:
+                        reporter.update(step, loss, tokens=x.size)
                     is_eval = step % o.eval_every == 0 or step == o.steps
                     if is_eval:
                         last_val = validate()

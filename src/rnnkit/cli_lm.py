@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -18,7 +19,7 @@ def _positive_float(name):
         try:
             v = float(s)
         except ValueError:
-            raise ValueError(f"{name} must be a number, got {s!r}") from None
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
         return v
     return parse
 
@@ -110,8 +111,11 @@ def cmd_train(args) -> int:
     else:
         best = summary["best_val_loss"]
         state = "interrupted; resume with --resume" if summary["interrupted"] else "done"
+        skipped = summary.get("skipped_steps") or 0
+        note = f", {skipped} step(s) skipped for a NaN/Inf loss or gradient" if skipped else ""
         print(f"{state}: step {summary['steps']}, best validation loss "
-              f"{'n/a' if best is None else f'{best:.4f} nats/token'}, model in {summary['out']}")
+              f"{'n/a' if best is None else f'{best:.4f} nats/token'}{note}, "
+              f"model in {summary['out']}")
     return 130 if summary["interrupted"] else 0
 
 
@@ -156,9 +160,12 @@ def cmd_sample(args) -> int:
     from .lm import generate
     from .lm.bundle import load_model
 
+    # Arguments first: a mistake is reported before the model is read.
+    generate.check_sampling_args(args.temperature, args.top_k, args.top_p, args.length, args.num)
+    if args.beam is not None and args.beam < 1:
+        raise ValueError(f"--beam must be >= 1, got {args.beam}")
     b = load_model(args.model)
     if args.greedy or args.beam is not None:
-        generate.check_sampling_args(args.temperature, args.top_k, args.top_p, args.length, args.num)
         if args.greedy:
             ids, lp = generate.greedy(b.model, b.vocab, b.tokenizer, args.prime, args.length)
         else:

@@ -23,7 +23,12 @@ def check_sampling_args(temperature=1.0, top_k=None, top_p=None, length=0, num=1
     if top_k is not None:
         top_k = _checks.check_positive_int(top_k, "top-k")
     if top_p is not None:
-        top_p = float(top_p)
+        if isinstance(top_p, (str, bytes, bool)):
+            raise TypeError(f"top-p must be a number, got {top_p!r}")
+        try:
+            top_p = float(top_p)
+        except (TypeError, ValueError):
+            raise TypeError(f"top-p must be a number, got {top_p!r}") from None
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top-p must lie in (0, 1], got {top_p}")
     length = _checks.check_positive_int(length, "length", minimum=0)
@@ -95,7 +100,12 @@ def sample(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200,
     """
     temperature, top_k, top_p, length, num = check_sampling_args(
         temperature, top_k, top_p, length, num)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        rng = seed
+    else:
+        if seed is not None:
+            _checks.check_positive_int(seed, "seed", minimum=0)
+        rng = np.random.default_rng(seed)
     ids = prime_ids(vocab, tokenizer, prime)
     lp, state = _feed(model, ids, num)
     out = np.zeros((num, length), dtype=np.int64)
@@ -155,6 +165,12 @@ def beam_search(model, vocab: Vocab, tokenizer, prime: str = "", beam_width: int
     """
     beam_width = _checks.check_positive_int(beam_width, "beam width")
     length = _checks.check_positive_int(length, "length", minimum=0)
+    try:
+        length_penalty = float(length_penalty)
+    except (TypeError, ValueError):
+        raise TypeError(f"length_penalty must be a number, got {length_penalty!r}") from None
+    if not np.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be finite, got {length_penalty}")
     lp, state = _feed(model, prime_ids(vocab, tokenizer, prime), 1)
     beams = [[]]
     scores = np.zeros(1)

@@ -37,6 +37,10 @@ def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int =
     ``token_logprobs`` (nats, one per token), ``logprob`` (nats), ``log10``, ``perplexity``,
     ``predictions``, ``unknown`` (count of out-of-vocabulary tokens).
     """
+    if isinstance(sentences, (str, bytes)):
+        raise TypeError("sentences must be a list of str (one sentence each), got a single "
+                        f"{type(sentences).__name__}")
+    batch_size = _checks.check_positive_int(batch_size, "batch_size")
     results = []
     encoded = []
     for s in sentences:

@@ -198,32 +198,47 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
         T, N = ids.shape
         dtype = table.dtype
         w.xsrc, w.xidx = table, ids
-        w.act = np.empty((T, N, GH), dtype=dtype) if store else np.zeros((1, 1, 1), dtype)
+        keep = store and cell.keeps_gates
+        w.act = np.empty((T, N, GH if keep else 1), dtype=dtype)
     if lengths is not None and np.all(lengths == T):
         lengths = None
     w.T, w.N, w.H, w.dtype, w.store = T, N, H, dtype, bool(store)
+    w.reverse = bool(reverse)
     w.lens = np.full(N, T, dtype=np.int64) if lengths is None else lengths.astype(np.int64)
     w.pos = _positions(T, N, lengths, reverse)
-    # The gate-gradient slab of one step is contiguous unless rows sit at different positions.
-    w.uniform = lengths is None or not reverse
-    w.prow = w.pos[:, 0].tolist()
     w.w_hh, w.w_hh_t = w_hh, w_hh.T
     w.b = b_hh if b_hh is not None else np.zeros(GH, dtype=dtype)
-    w.h = np.array(h0, dtype=dtype, order="C", copy=True)
-    w.h2 = np.empty_like(w.h)
-    w.c = (np.array(c0, dtype=dtype, order="C", copy=True) if cell.has_cell
-           else np.zeros((1, 1), dtype=dtype))
-    w.out = np.empty((T, N, H), dtype=dtype)
+    # State histories in step order (T+1 slots: entering state of every step and the last);
+    # two alternating slots when nothing is kept for backward.
+    w.hh = np.empty((T + 1 if store else 2, N, H), dtype=dtype)
+    w.hh[0] = h0
+    if cell.has_cell:
+        w.ch = np.empty_like(w.hh)
+        w.ch[0] = c0
+    else:
+        w.ch = None
+    if store and not reverse and lengths is None:
+        w.out = w.hh[1:]  # the forward direction's output is its state history
+    else:
+        w.out = np.empty((T, N, H), dtype=dtype)
     cell.begin_forward(w)
     step = cell.forward_step
     with blas.threads():
-        for t in range(T):
-            step(w, t)
-    h_T, c_T = w.h, (w.c if cell.has_cell else None)
+        if store:
+            for t in range(T):
+                step(w, t, t, t + 1)
+        else:
+            for t in range(T):
+                step(w, t, t & 1, (t + 1) & 1)
+    last = T if store else T & 1
+    h_T = w.hh[last]
+    c_T = w.ch[last] if cell.has_cell else None
     if not store:
         return w.out, h_T, c_T, None
-    for name in ("gh", "h2", "grz", "ghn", "rz", "rh", "xbuf"):  # forward-only scratch
+    for name in ("gh", "grz", "ghn", "rz", "rh", "xbuf"):  # forward-only scratch
         w.__dict__.pop(name, None)
+    if not cell.keeps_gates:
+        w.act = w.xsrc = None
     return w.out, h_T, c_T, FusedDirectionCache(w, x, ids, w_ih, b_ih is not None)
 
 
@@ -250,17 +265,20 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
             step(w, t)
     dh0 = w.dhrec + w.dhd
     dc0 = w.dc if cell.has_cell else None
-    dX, dw_hh, db_hh = cell.grads(w)
+    dG, dw_hh, db_hh = cell.grads(w)  # dG in step order
     if not cache.has_bias:
         db_hh = None
-    if cache.x is None:
-        return dX, dh0, dc0, (None, None, dw_hh, db_hh)
+    if cache.x is None:  # table lookup: dL/d(projection) back in time order
+        return (gather_time(dG, w.pos) if w.reverse else dG), dh0, dc0, \
+            (None, None, dw_hh, db_hh)
     T = w.T
-    dX2 = dX.reshape(T * N, -1)
-    x2 = cache.x.reshape(T * N, -1)
-    dx = (dX2 @ cache.w_ih).reshape(T, N, -1)
-    dw_ih = dX2.T @ x2
+    x = gather_time(cache.x, w.pos) if w.reverse else cache.x  # x in step order
+    dG2 = dG.reshape(T * N, -1)
+    dw_ih = dG2.T @ x.reshape(T * N, -1)
+    dx = (dG2 @ cache.w_ih).reshape(T, N, -1)
+    if w.reverse:
+        dx = gather_time(dx, w.pos)  # the map is its own inverse
     db_ih = None
     if cache.has_bias:
-        db_ih = db_hh.copy() if getattr(cell, "shared_bias_grad", False) else dX2.sum(axis=0)
+        db_ih = db_hh.copy() if cell.shared_bias_grad else dG2.sum(axis=0)
     return dx, dh0, dc0, (dw_ih, db_ih, dw_hh, db_hh)

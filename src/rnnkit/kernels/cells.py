@@ -2,11 +2,11 @@
 behind the small interface the fused driver in :mod:`rnnkit.recurrent` calls.
 
 A fused cell keeps no state; everything of one run lives in a work object ``w`` that the
-driver fills (T, N, H, dtype, pos, lens, xsrc, xidx, act, h, c, out, w_hh, b, store, ...).
-``begin_forward`` / ``begin_backward`` allocate the cell's buffers once per run — no per-step
-temporaries; ``forward_step`` / ``backward_step`` do one time step; ``grads`` turns the
-gate gradients of all steps into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh)
-with one product each.
+driver fills (T, N, H, dtype, pos, lens, xsrc, xidx, act, hh, ch, out, w_hh, b, store, ...;
+see :mod:`.lstm` for the layouts).  ``begin_forward`` / ``begin_backward`` allocate the cell's
+buffers once per run — no per-step temporaries; ``forward_step(w, t, ti, to)`` /
+``backward_step(w, t)`` do one time step; ``grads`` turns the gate gradients of all steps
+(step order) into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh), one product each.
 """
 
 from __future__ import annotations
@@ -22,58 +22,45 @@ def _dummy(dtype, ndim):
     return np.zeros((1,) * ndim, dtype=dtype)
 
 
-def _step_rows(w, gate_grads, step_buf, t):
-    """The (N, G*H) gate-gradient slab of step t as a contiguous BLAS operand."""
-    return gate_grads[w.prow[t]] if w.uniform else step_buf
-
-
 class FusedCell:
     gates = 1
     has_cell = False
+    keeps_gates = True  # backward reads the activated gates ``act``
+    shared_bias_grad = True  # dL/db_ih == dL/db_hh
     name = "fused"
 
-    def _store_bufs(self, w, *names):
-        for nm in names:
-            setattr(w, nm, np.empty((w.T, w.N, w.H), dtype=w.dtype) if w.store
-                    else _dummy(w.dtype, 3))
-
-    def _dgs(self, w, cols):
-        return _dummy(w.dtype, 2) if w.uniform else np.empty((w.N, cols), dtype=w.dtype)
+    def _stored(self, w, name, shape):
+        setattr(w, name, np.empty(shape, dtype=w.dtype) if w.store else _dummy(w.dtype, 3))
 
 
 class FusedLSTM(FusedCell):
     name = "lstm"
     gates = 4
     has_cell = True
-    shared_bias_grad = True  # dL/db_ih == dL/db_hh
 
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 4 * w.H), dtype=w.dtype)
-        self._store_bufs(w, "hs", "cs", "tcs")
 
-    def forward_step(self, w, t):
-        np.matmul(w.h, w.w_hh_t, out=w.gh)
-        lstm_fwd(t, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.h, w.c, w.h2, w.out, w.act,
-                 w.hs, w.cs, w.tcs, w.store)
-        w.h, w.h2 = w.h2, w.h
+    def forward_step(self, w, t, ti, to):
+        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
+        lstm_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
+                 w.act, w.store)
 
     def begin_backward(self, w):
-        w.dX = np.empty((w.T, w.N, 4 * w.H), dtype=w.dtype)
-        w.dGs = self._dgs(w, 4 * w.H)
+        w.dG = np.empty((w.T, w.N, 4 * w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
-        lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.cs,
-                 w.tcs, w.dX, w.dGs, not w.uniform)
-        np.matmul(_step_rows(w, w.dX, w.dGs, t), w.w_hh, out=w.dhrec)
+        lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch, w.dG)
+        np.matmul(w.dG[t], w.w_hh, out=w.dhrec)
 
     def grads(self, w):
-        d2 = w.dX.reshape(-1, 4 * w.H)
-        return w.dX, d2.T @ w.hs.reshape(-1, w.H), d2.sum(axis=0)
+        d2 = w.dG.reshape(-1, 4 * w.H)
+        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), d2.sum(axis=0)
 
 
 class FusedRNN(FusedCell):
     gates = 1
-    shared_bias_grad = True
+    keeps_gates = False
 
     def __init__(self, nonlinearity="tanh"):
         self.relu = nonlinearity == "relu"
@@ -81,26 +68,21 @@ class FusedRNN(FusedCell):
 
     def begin_forward(self, w):
         w.gh = np.empty((w.N, w.H), dtype=w.dtype)
-        self._store_bufs(w, "hs")
 
-    def forward_step(self, w, t):
-        np.matmul(w.h, w.w_hh_t, out=w.gh)
-        rnn_fwd(t, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.h, w.h2, w.out,
-                w.hs, w.store)
-        w.h, w.h2 = w.h2, w.h
+    def forward_step(self, w, t, ti, to):
+        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
+        rnn_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh, w.out)
 
     def begin_backward(self, w):
-        w.dX = np.empty((w.T, w.N, w.H), dtype=w.dtype)
-        w.dGs = self._dgs(w, w.H)
+        w.dG = np.empty((w.T, w.N, w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
-        rnn_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu, w.out, w.dX,
-                w.dGs, not w.uniform)
-        np.matmul(_step_rows(w, w.dX, w.dGs, t), w.w_hh, out=w.dhrec)
+        rnn_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu, w.hh, w.dG)
+        np.matmul(w.dG[t], w.w_hh, out=w.dhrec)
 
     def grads(self, w):
-        d2 = w.dX.reshape(-1, w.H)
-        return w.dX, d2.T @ w.hs.reshape(-1, w.H), d2.sum(axis=0)
+        d2 = w.dG.reshape(-1, w.H)
+        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), d2.sum(axis=0)
 
 
 class FusedGRU(FusedCell):
@@ -108,34 +90,38 @@ class FusedGRU(FusedCell):
 
     name = "gru"
     gates = 3
+    shared_bias_grad = False
 
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 3 * w.H), dtype=w.dtype)
         w.xbuf = np.empty(3 * w.H, dtype=w.dtype)
-        self._store_bufs(w, "ghns", "hs")
+        self._stored(w, "ghns", (w.T, w.N, w.H))
 
-    def forward_step(self, w, t):
-        np.matmul(w.h, w.w_hh_t, out=w.gh)
-        gru_fwd(t, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.h, w.h2, w.out, w.act, w.ghns,
-                w.hs, w.xbuf, w.store)
-        w.h, w.h2 = w.h2, w.h
+    def forward_step(self, w, t, ti, to):
+        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
+        gru_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.out, w.act,
+                w.ghns, w.xbuf, w.store)
 
     def begin_backward(self, w):
-        w.dX = np.empty((w.T, w.N, 3 * w.H), dtype=w.dtype)
-        w.dGH = np.empty((w.T, w.N, 3 * w.H), dtype=w.dtype)
-        w.dGs = self._dgs(w, 3 * w.H)
+        w.dG = np.empty((w.T, w.N, 3 * w.H), dtype=w.dtype)
+        w.dGHn = np.empty((w.T, w.N, w.H), dtype=w.dtype)
+        w.dGs = np.empty((w.N, 3 * w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
-        gru_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.ghns, w.hs,
-                w.dX, w.dGH, w.dGs, not w.uniform)
-        np.matmul(_step_rows(w, w.dGH, w.dGs, t), w.w_hh, out=w.dhrec)
+        gru_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.ghns, w.hh,
+                w.dG, w.dGHn, w.dGs)
+        np.matmul(w.dGs, w.w_hh, out=w.dhrec)
 
     def grads(self, w):
-        d2 = w.dGH.reshape(-1, 3 * w.H)
-        dW = d2.T @ w.hs.reshape(-1, w.H)
-        db = d2.sum(axis=0)
-        w.dGH = None  # free it before the caller's input-gradient products
-        return w.dX, dW, db
+        H = w.H
+        d2 = w.dG.reshape(-1, 3 * H)
+        dn2 = w.dGHn.reshape(-1, H)
+        hp = w.hh[:-1].reshape(-1, H)
+        dW = np.empty((3 * H, H), dtype=w.dtype)
+        np.matmul(d2[:, : 2 * H].T, hp, out=dW[: 2 * H])
+        np.matmul(dn2.T, hp, out=dW[2 * H:])
+        db = np.concatenate([d2[:, : 2 * H].sum(axis=0), dn2.sum(axis=0)])
+        return w.dG, dW, db
 
 
 class FusedGRUResetBefore(FusedCell):
@@ -143,7 +129,6 @@ class FusedGRUResetBefore(FusedCell):
 
     name = "gru_reset_before"
     gates = 3
-    shared_bias_grad = True
 
     def begin_forward(self, w):
         N, H, dt = w.N, w.H, w.dtype
@@ -154,20 +139,19 @@ class FusedGRUResetBefore(FusedCell):
         w.xbuf = np.empty((N, 3 * H), dtype=dt)
         w.rz = np.empty((N, 2 * H), dtype=dt)
         w.rh = np.empty((N, H), dtype=dt)
-        self._store_bufs(w, "hs", "rhs")
+        self._stored(w, "rhs", (w.T, N, H))
 
-    def forward_step(self, w, t):
-        np.matmul(w.h, w.w_rz_t, out=w.grz)
-        grub_fwd_a(t, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.b, w.h, w.xbuf, w.rz, w.rh,
+    def forward_step(self, w, t, ti, to):
+        np.matmul(w.hh[ti], w.w_rz_t, out=w.grz)
+        grub_fwd_a(t, ti, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.b, w.hh, w.xbuf, w.rz, w.rh,
                    w.act, w.rhs, w.store)
         np.matmul(w.rh, w.w_n_t, out=w.ghn)
-        grub_fwd_b(t, w.pos, w.lens, w.ghn, w.b, w.h, w.xbuf, w.rz, w.h2, w.out, w.act, w.hs,
+        grub_fwd_b(t, ti, to, w.pos, w.lens, w.ghn, w.b, w.hh, w.xbuf, w.rz, w.out, w.act,
                    w.store)
-        w.h, w.h2 = w.h2, w.h
 
     def begin_backward(self, w):
         N, H, dt = w.N, w.H, w.dtype
-        w.dX = np.empty((w.T, N, 3 * H), dtype=dt)
+        w.dG = np.empty((w.T, N, 3 * H), dtype=dt)
         w.dn_s = np.empty((N, H), dtype=dt)
         w.drh = np.empty((N, H), dtype=dt)
         w.drz = np.empty((N, 2 * H), dtype=dt)
@@ -175,18 +159,19 @@ class FusedGRUResetBefore(FusedCell):
         w.w_n = w.w_hh[2 * H:]
 
     def backward_step(self, w, t):
-        grub_bwd_a(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.hs, w.dX,
+        grub_bwd_a(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.hh, w.dG,
                    w.dn_s)
         np.matmul(w.dn_s, w.w_n, out=w.drh)
-        grub_bwd_b(t, w.pos, w.lens, w.drh, w.dhd, w.act, w.hs, w.dX, w.drz)
+        grub_bwd_b(t, w.pos, w.lens, w.drh, w.dhd, w.act, w.hh, w.dG, w.drz)
         np.matmul(w.drz, w.w_rz, out=w.dhrec)
 
     def grads(self, w):
         H = w.H
-        d2 = w.dX.reshape(-1, 3 * H)
-        dW = np.concatenate([d2[:, : 2 * H].T @ w.hs.reshape(-1, H),
-                             d2[:, 2 * H:].T @ w.rhs.reshape(-1, H)], axis=0)
-        return w.dX, dW, d2.sum(axis=0)
+        d2 = w.dG.reshape(-1, 3 * H)
+        dW = np.empty((3 * H, H), dtype=w.dtype)
+        np.matmul(d2[:, : 2 * H].T, w.hh[:-1].reshape(-1, H), out=dW[: 2 * H])
+        np.matmul(d2[:, 2 * H:].T, w.rhs.reshape(-1, H), out=dW[2 * H:])
+        return w.dG, dW, d2.sum(axis=0)
 
 
 def make_fused_cell(mode: str, *, nonlinearity: str = "tanh", reset_after: bool = True):

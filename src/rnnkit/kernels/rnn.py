@@ -1,7 +1,7 @@
 """Fused Elman RNN step (tanh or relu); conventions as in :mod:`.lstm`.
 
-Backward reads the step's output from ``out`` itself (tanh' = 1 - y^2, relu' = [y > 0]), so the
-forward pass saves only the entering state ``hs``.
+Backward reads the step's output from the history ``hh[t + 1]`` (tanh' = 1 - y^2,
+relu' = [y > 0]), so nothing but the history is saved.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from ._math import JIT, one, tanh
 
 
 @njit(**JIT)
-def rnn_fwd(t, pos, lens, xsrc, xidx, gh, b, relu, h, h_next, out, hs, store):
-    N, H = h.shape
+def rnn_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
+    N, H = hh.shape[1], hh.shape[2]
+    h, h_next = hh[ti], hh[to]
     for n in range(N):
         p = pos[t, n]
         if t < lens[n]:
@@ -25,33 +26,27 @@ def rnn_fwd(t, pos, lens, xsrc, xidx, gh, b, relu, h, h_next, out, hs, store):
                 for j in range(H):
                     a = g_[j]
                     hn = a if a > 0 else a * 0
-                    if store:
-                        hs[p, n, j] = h[n, j]
                     h_next[n, j] = hn
                     out[p, n, j] = hn
             else:
                 for j in range(H):
                     hn = tanh(g_[j])
-                    if store:
-                        hs[p, n, j] = h[n, j]
                     h_next[n, j] = hn
                     out[p, n, j] = hn
         else:
             for j in range(H):
                 h_next[n, j] = h[n, j]
                 out[p, n, j] = 0
-                if store:
-                    hs[p, n, j] = h[n, j]
 
 
 @njit(**JIT)
-def rnn_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, relu, out, dG, dGs, copy_step):
+def rnn_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG):
     N, H = dhd.shape
     for n in range(N):
         p = pos[t, n]
+        d = dG[t, n]
         if t < lens[n]:
-            d = dG[p, n]
-            y = out[p, n]
+            y = hh[t + 1, n]
             on = one(y[0])
             for j in range(H):
                 dh = dhrec[n, j] + dhd[n, j]
@@ -62,12 +57,7 @@ def rnn_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, relu, out, dG, dGs, copy_s
                 else:
                     d[j] = dh * (on - y[j] * y[j])
                 dhd[n, j] = 0
-            if copy_step:
-                for j in range(H):
-                    dGs[n, j] = d[j]
         else:
             for j in range(H):
                 dhd[n, j] = dhrec[n, j] + dhd[n, j]
-                dG[p, n, j] = 0
-                if copy_step:
-                    dGs[n, j] = 0
+                d[j] = 0

@@ -108,6 +108,7 @@ def sample(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200,
         rng = np.random.default_rng(seed)
     ids = prime_ids(vocab, tokenizer, prime)
     lp, state = _feed(model, ids, num)
+    step = model.stepper()
     out = np.zeros((num, length), dtype=np.int64)
     done = np.zeros(num, dtype=bool)
     ends = np.full(num, length)
@@ -121,7 +122,7 @@ def sample(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200,
             if done.all():
                 break
         if t + 1 < length:
-            lp, state = model.step(nxt, state)
+            lp, state = step(nxt, state)
     texts = []
     for n in range(num):
         tokens = vocab.decode(out[n, : ends[n]])
@@ -136,6 +137,7 @@ def greedy(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200):
     """
     length = _checks.check_positive_int(length, "length", minimum=0)
     lp, state = _feed(model, prime_ids(vocab, tokenizer, prime), 1)
+    step = model.stepper()
     ids, total = [], 0.0
     for _ in range(length):
         nxt = int(np.argmax(lp[0]))
@@ -143,7 +145,7 @@ def greedy(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200):
         ids.append(nxt)
         if nxt == vocab.eos_id:
             break
-        lp, state = model.step(np.array([nxt]), state)
+        lp, state = step(np.array([nxt]), state)
     return np.array(ids, dtype=np.int64), total
 
 
@@ -172,6 +174,7 @@ def beam_search(model, vocab: Vocab, tokenizer, prime: str = "", beam_width: int
     if not np.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be finite, got {length_penalty}")
     lp, state = _feed(model, prime_ids(vocab, tokenizer, prime), 1)
+    step = model.stepper()
     beams = [[]]
     scores = np.zeros(1)
     finished = []  # (rank score, total, ids)
@@ -206,7 +209,7 @@ def beam_search(model, vocab: Vocab, tokenizer, prime: str = "", beam_width: int
             break
         beams, scores = new_beams, np.array(new_scores)
         state = _take_state(state, np.array(keep))
-        lp, state = model.step(np.array([b[-1] for b in beams]), state)
+        lp, state = step(np.array([b[-1] for b in beams]), state)
     if not finished:
         return np.zeros(0, dtype=np.int64), 0.0
     _, total, ids = max(finished, key=lambda f: f[0])

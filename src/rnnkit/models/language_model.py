@@ -116,19 +116,32 @@ class LanguageModel:
         return int(sum(p.size for p in self.params.values()))
 
     # ---- training graph --------------------------------------------------------------
-    def forward(self, ids, state=None, *, training=False, rng=None):
-        """ids (N, T) ints -> logits (N, T, V), final state, cache."""
+    def forward(self, ids, state=None, *, training=False, rng=None, keep_cache=True):
+        """ids (N, T) ints -> logits (N, T, V), final state, cache.
+
+        Without embedding dropout the embedding and the first layer's input product are one
+        table lookup (the recurrent layer's ``embedding=`` path): the V embedding rows are
+        projected once instead of the N*T inputs.
+        """
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
         use_drop = training and self.config.dropout > 0
         if use_drop and rng is None:
             raise ValueError("training with dropout needs an explicit numpy Generator (rng=...)")
-        e, ecache = self.embed.forward(ids)
-        e, d1 = self.drop.forward(e, training=use_drop, rng=rng)
-        h, state, rcache = self.rnn.forward(e, None, state, training=use_drop, rng=rng)
+        if use_drop:
+            e, ecache = self.embed.forward(ids)
+            e, d1 = self.drop.forward(e, training=True, rng=rng)
+            h, state, rcache = self.rnn.forward(e, None, state, training=True, rng=rng)
+        else:
+            ids = self.embed.check_ids(ids)
+            ecache = d1 = None
+            h, state, rcache = self.rnn.forward(ids, None, state, embedding=self.embed.params["weight"],
+                                                keep_cache=keep_cache)
         h, d2 = self.drop.forward(h, training=use_drop, rng=rng)
         logits, ocache = self.out.forward(h)
+        if not keep_cache:
+            return logits, state, None
         return logits, state, (ecache, d1, rcache, d2, ocache)
 
     def backward(self, dlogits, cache, dstate=None) -> dict:
@@ -137,8 +150,11 @@ class LanguageModel:
         dh, g_out = self.out.backward(dlogits, ocache)
         dh, _ = self.drop.backward(dh, d2)
         de, _, g_rnn = self.rnn.backward(dh, rcache, dstate)
-        de, _ = self.drop.backward(de, d1)
-        _, g_emb = self.embed.backward(de, ecache)
+        if ecache is None:  # the fused lookup: the layer returned dL/d(embedding matrix)
+            g_emb = {"weight": de}
+        else:
+            de, _ = self.drop.backward(de, d1)
+            _, g_emb = self.embed.backward(de, ecache)
         grads = {f"embed.{k}": v for k, v in g_emb.items()}
         grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
         grads.update({f"out.{k}": v for k, v in g_out.items()})
@@ -157,10 +173,28 @@ class LanguageModel:
     # ---- inference -------------------------------------------------------------------
     def log_probs(self, ids, state=None):
         """Log-probabilities (N, T, V) of the next token after each input, and the final state."""
-        logits, state, _ = self.forward(ids, state)
+        logits, state, _ = self.forward(ids, state, keep_cache=False)
         return log_softmax(logits), state
 
+    def stepper(self):
+        """A function ``(ids_t (N,), state) -> (log-probabilities (N, V), state)`` for
+        generation: one token at a time through every layer with nothing kept for backward,
+        the embedding-projection tables made once.  Valid until the weights change."""
+        if self.rnn.bidirectional:
+            raise ValueError("a language model generates left to right: unidirectional only")
+        tables = self.rnn.input_tables(self.embed.params["weight"])
+        V = self.config.vocab_size
+
+        def step(ids_t, state=None):
+            ids_t = np.asarray(ids_t).reshape(-1)
+            if ids_t.size and (ids_t.min() < 0 or ids_t.max() >= V):
+                raise ValueError(f"token ids must lie in [0, {V})")
+            h, state = self.rnn.step(ids_t, state, input_tables=tables)
+            logits, _ = self.out.forward(h)
+            return log_softmax(logits), state
+
+        return step
+
     def step(self, ids_t, state=None):
-        """One step for sampling: ids_t (N,) -> log-probabilities (N, V), new state."""
-        lp, state = self.log_probs(np.asarray(ids_t).reshape(-1, 1), state)
-        return lp[:, 0], state
+        """One step: ids_t (N,) -> log-probabilities (N, V), new state (see :meth:`stepper`)."""
+        return self.stepper()(ids_t, state)

@@ -39,8 +39,8 @@ def read_text(path) -> str:
     """The text of a UTF-8 file; ValueError naming the file if it is not readable text.
 
     Refused, each with a one-line message: a missing path, a directory, an unreadable file, an
-    empty or whitespace-only file, binary content (a NUL byte, with its offset) and bytes that
-    are not UTF-8 (with the offset of the first bad byte).  A leading UTF-8 byte-order mark is
+    empty or whitespace-only file, UTF-16 text (by its byte-order mark), binary content (a NUL
+    byte, with its offset) and bytes that are not UTF-8 (with the offset of the first bad byte).  A leading UTF-8 byte-order mark is
     dropped.
     """
     p = Path(path)
@@ -54,6 +54,9 @@ def read_text(path) -> str:
         raise ValueError(f"{p}: cannot read it ({e.strerror or e})") from None
     if not data:
         raise ValueError(f"{p}: the file is empty")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 (or UTF-32) byte-order mark
+        raise ValueError(f"{p}: this looks like UTF-16 text (it starts with a byte-order mark); "
+                         "save it as UTF-8")
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ValueError(f"{p}: NUL byte at offset {nul}; this looks like a binary file, not text")

@@ -39,19 +39,34 @@ sys.path.insert(0, str(HERE))
 BASE = dict(V=100, E=64, H=256, L=2, N=32, T=100)
 
 
-def median_pair(fa, fb, repeats):
-    """Alternate fa and fb; return (median seconds of fa, of fb)."""
-    fa()
-    fb()
-    ta, tb = [], []
+def median_pair(fa, fb, repeats, fc=None):
+    """Alternate fa and fb (and fc); return the median seconds of each."""
+    fs = [f for f in (fa, fb, fc) if f is not None]
+    for f in fs:
+        f()
+    ts = [[] for _ in fs]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fa()
-        ta.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        fb()
-        tb.append(time.perf_counter() - t0)
-    return float(np.median(ta)), float(np.median(tb))
+        for f, tl in zip(fs, ts):
+            t0 = time.perf_counter()
+            f()
+            tl.append(time.perf_counter() - t0)
+    return tuple(float(np.median(tl)) for tl in ts)
+
+
+class Matmul:
+    """A float32 (n, n) @ (n, n) product on all cores; ``rate(seconds)`` in GFLOP/s."""
+
+    def __init__(self, n=1024):
+        self.n = n
+        self.a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        self.o = np.empty_like(self.a)
+
+    def __call__(self):
+        for _ in range(3):
+            np.matmul(self.a, self.a, out=self.o)
+
+    def rate(self, seconds):
+        return 3 * 2 * self.n ** 3 / seconds / 1e9
 
 
 def matmul_rate(n=1024, repeats=20):
@@ -107,10 +122,12 @@ def train_case(mode, repeats, **cfg):
     ours = RnnkitLM(mode, V, E, H, L)
     theirs = torch_lm(mode, V, E, H, L)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    ta, tb = median_pair(lambda: ours.train_step(x, y), lambda: theirs.train_step(tx, ty),
-                         repeats)
+    mm = Matmul()
+    ta, tb, tc = median_pair(lambda: ours.train_step(x, y), lambda: theirs.train_step(tx, ty),
+                             repeats, mm)
     flops = train_flops(mode, V, E, H, L, N, T)
     return {"kind": "train", "mode": mode, **c, "rnnkit_s": ta, "torch_s": tb,
+            "matmul_gflops": mm.rate(tc),
             "rnnkit_tok_s": N * T / ta, "torch_tok_s": N * T / tb, "ratio": tb / ta,
             "gflop": flops / 1e9, "rnnkit_gflops": flops / ta / 1e9,
             "torch_gflops": flops / tb / 1e9}
@@ -259,17 +276,20 @@ def to_markdown(info, mm, results):
          f"(OpenBLAS threads {info['numpy_blas_threads']}), numba {info['numba']}, "
          f"torch {info['torch']} (threads {info['torch_threads']}); load average at start "
          f"{info['loadavg_at_start']}.", "",
-         f"float32 matmul (1024^3, numpy, all cores): **{mm:.1f} GFLOP/s**", ""]
+         f"float32 matmul (1024^3, numpy, all cores) at the start: {mm:.1f} GFLOP/s; each "
+         "training row also times it between its repeats (the % columns use that).", ""]
     tr = [r for r in results if r["kind"] == "train"]
     if tr:
         L += ["### Training step (tokens/s; ratio = rnnkit / PyTorch throughput)", "",
               "| cell | H | N | T | rnnkit tok/s | PyTorch tok/s | ratio | rnnkit GFLOP/s | "
-              "% of matmul | PyTorch % of matmul |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "matmul GFLOP/s (same repeats) | rnnkit % of matmul | PyTorch % of matmul |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in tr:
+            m = r["matmul_gflops"]
             L.append(f"| {r['mode']} | {r['H']} | {r['N']} | {r['T']} | {r['rnnkit_tok_s']:.0f} | "
                      f"{r['torch_tok_s']:.0f} | **{r['ratio']:.2f}** | {r['rnnkit_gflops']:.1f} | "
-                     f"{100 * r['rnnkit_gflops'] / mm:.0f}% | {100 * r['torch_gflops'] / mm:.0f}% |")
+                     f"{m:.1f} | {100 * r['rnnkit_gflops'] / m:.0f}% | "
+                     f"{100 * r['torch_gflops'] / m:.0f}% |")
         L.append("")
     sc = [r for r in results if r["kind"] == "score"]
     if sc:
@@ -312,6 +332,8 @@ def main(argv=None):
     ap.add_argument("--modes", default="lstm,gru,rnn")
     ap.add_argument("--only", default="train,scale,score,generate,memory,startup")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--threads", type=int, default=0,
+                    help="cores for both frameworks (default: all)")
     ap.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "MODE"))
     args = ap.parse_args(argv)
     if args.memory_child:
@@ -319,7 +341,14 @@ def main(argv=None):
         return 0
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    if args.threads:
+        from rnnkit.kernels import blas
+
+        api = blas._load()
+        if api:
+            api[0](threads)
     modes = args.modes.split(",")
     only = set(args.only.split(","))
     info = machine_info()

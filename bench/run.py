@@ -6,8 +6,9 @@ Every case runs both frameworks in the same process, alternating rnnkit and PyTo
 repeat (so load from other processes hits both alike), after one warm-up each; the figure
 is the median, and the ratio is PyTorch's median time over rnnkit's (> 1: rnnkit faster).
 Both use every core: PyTorch via ``torch.set_num_threads(os.cpu_count())``, rnnkit's BLAS
-with its default thread count (all cores) for the large products; rnnkit runs the small
-per-step recurrent products on one BLAS thread (see ``rnnkit.kernels.blas``).
+with its default thread count (all cores) for the large products; rnnkit runs small
+per-step recurrent products (< 2^25 multiply-adds) on one BLAS thread (see
+``rnnkit.kernels.blas``).
 
 Cases: the char-LM training step (vocab 100, embed 64, 2 layers, hidden 256, batch 32, seq
 100; forward, backward, clipping, Adam) for LSTM, GRU, RNN; the same with hidden 128/512/1024,
@@ -103,7 +104,8 @@ def machine_info():
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
             "numpy_blas_threads": blas.get_threads(), "torch_threads": torch.get_num_threads(),
-            "rnnkit_step_blas_threads": blas.STEP_THREADS,
+            "rnnkit_step_blas_threads": (blas.STEP_THREADS or
+                                         f"1 below {blas.SPLIT_MACS} MACs per step, else all"),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                     "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
             "loadavg_at_start": load}

@@ -223,7 +223,7 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
         w.out = np.empty((T, N, H), dtype=dtype)
     cell.begin_forward(w)
     step = cell.forward_step
-    with blas.threads():
+    with blas.threads(blas.step_threads(N * GH * H)):
         if store:
             for t in range(T):
                 step(w, t, t, t + 1)
@@ -260,7 +260,7 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
         w.dc = np.zeros((N, H), dtype=dtype) if dc_T is None else np.array(dc_T, dtype, order="C")
     cell.begin_backward(w)
     step = cell.backward_step
-    with blas.threads():
+    with blas.threads(blas.step_threads(N * w.w_hh.shape[0] * H)):
         for t in range(w.T - 1, -1, -1):
             step(w, t)
     dh0 = w.dhrec + w.dhd

@@ -4,8 +4,10 @@ The per-step products of a recurrent layer are small (e.g. (32, 256) @ (256, 102
 MFLOP).  Split across cores they gain little on an idle machine and lose badly on a busy
 one: OpenBLAS's threads meet at a barrier after every call, and a thread that the OS has
 descheduled stalls every step (measured: 20x slower on a loaded 2-core machine).  So the
-fused driver runs its time loop with ``STEP_THREADS`` BLAS threads (1 by default) and leaves
-the large hoisted products (input projection, weight gradients) on all of them.
+fused driver runs its time loop on one BLAS thread when a step's products are small (fewer
+than ``SPLIT_MACS`` multiply-adds) and on all threads otherwise (batch 128 or hidden 1024
+products are large enough to be worth splitting); the large hoisted products (input
+projection, weight gradients) always use all of them.  ``RNNKIT_STEP_THREADS=n`` forces n.
 
 This talks to OpenBLAS (NumPy's wheels) through ctypes; with any other BLAS it does nothing.
 The setting is process-wide, like the BLAS's own.
@@ -17,7 +19,8 @@ import ctypes
 import os
 from contextlib import contextmanager
 
-STEP_THREADS = int(os.environ.get("RNNKIT_STEP_THREADS", "1"))
+STEP_THREADS = int(os.environ.get("RNNKIT_STEP_THREADS", "0"))  # 0: by size
+SPLIT_MACS = 1 << 25  # per-step multiply-adds from which the step products use all threads
 
 _SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
             ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
@@ -60,9 +63,18 @@ def get_threads() -> int | None:
     return api[1]() if api else None
 
 
+def step_threads(macs: int) -> int:
+    """BLAS threads for a time loop whose step products do ``macs`` multiply-adds (0: all)."""
+    if STEP_THREADS > 0:
+        return STEP_THREADS
+    return 1 if macs < SPLIT_MACS else 0
+
+
 @contextmanager
 def threads(n: int | None = None):
-    """Run the block with ``n`` BLAS threads (default ``STEP_THREADS``), then restore."""
+    """Run the block with ``n`` BLAS threads (default ``STEP_THREADS``), then restore.
+
+    n = 0 leaves the BLAS as it is (all threads)."""
     api = _load()
     n = STEP_THREADS if n is None else n
     if not api or n <= 0:

@@ -607,6 +607,30 @@ def test_resume_refuses_a_forged_checkpoint(edit, match, interrupted, corpus):
     assert "\n" not in str(info.value)
 
 
+def test_resume_accepts_the_same_corpus_under_another_name(interrupted, corpus, tmp_path,
+                                                          monkeypatch):
+    """--resume checks the corpus by content: a relative path from another directory (or a
+    copy) is the same corpus; a changed one, or a changed validation file, is refused."""
+    monkeypatch.chdir(corpus.parent)
+    summary = Trainer(tiny(interrupted, corpus.name, steps=15), resume=True,
+                      stream=QUIET()).run()
+    assert summary["start_step"] == 10 and summary["steps"] == 15
+    edited = tmp_path / "edited.txt"
+    edited.write_text(TEXT.replace("cat", "cow"), encoding="utf-8")
+    with pytest.raises(ValueError, match="the corpus differs"):
+        Trainer(tiny(interrupted, edited, steps=20), resume=True, stream=QUIET()).run()
+
+
+def test_resume_refuses_another_validation_file(corpus, tmp_path):
+    val = tmp_path / "val.txt"
+    val.write_text("the cat sat on the rug.\n", encoding="utf-8")
+    out = tmp_path / "run"
+    Trainer(tiny(out, corpus, steps=5, val=str(val)), stream=QUIET()).run()
+    val.write_text("the dog sat on the mat.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="the validation text differs"):
+        Trainer(tiny(out, corpus, steps=10, val=str(val)), resume=True, stream=QUIET()).run()
+
+
 def test_resume_refuses_a_corrupted_checkpoint(interrupted, corpus):
     path = interrupted / "checkpoint.safetensors"
     path.write_bytes(_flip(path.read_bytes(), path.stat().st_size - 5))

@@ -61,6 +61,10 @@ def p(tmp_path_factory):
     paths["emptydir"] = d / "emptydir"
     paths["lm"] = d / "lm"
     assert main(["train", str(paths["corpus"]), "--out", str(paths["lm"]), *TINY]) == 0
+    paths["model_only"] = d / "model_only"  # a run killed before its first checkpoint
+    paths["model_only"].mkdir()
+    (paths["model_only"] / "model.safetensors").write_bytes(
+        (paths["lm"] / "model.safetensors").read_bytes())
     for task, data in (("classify", "cls"), ("tag", "tag"), ("seq2seq", "s2s")):
         paths[task + "_model"] = d / task
         assert main([task, "train", str(paths[data]), "--out", str(d / task), *TASK]) == 0
@@ -136,6 +140,9 @@ BAD_INPUTS = [
      "already holds a model: --resume continues it, --force starts over"),
     ("train-resume-nothing", lambda p, o: ["train", p.corpus, "--out", o, *TINY, "--resume"],
      "--resume: no checkpoint.safetensors in"),
+    ("train-resume-before-first-checkpoint",
+     lambda p, o: ["train", p.corpus, "--out", p.model_only, *TINY, "--resume"],
+     "no checkpoint.safetensors in"),
     ("train-resume-other-options",
      lambda p, o: ["train", p.corpus, "--out", p.lm, *TINY[:-8], "--hidden", "9", *TINY[4:],
                    "--resume"], "--resume: options differ from the checkpoint's: hidden (8 -> 9)"),

@@ -121,7 +121,10 @@ class TrainOptions:
 
 
 # Options that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = {"out", "steps", "checkpoint_every", "eval_every", "log_every", "on_nonfinite"}
+# The corpus and validation files may be named differently (another working directory, say):
+# what must match is their content, checked by digest.
+RESUMABLE_CHANGES = {"out", "steps", "checkpoint_every", "eval_every", "log_every", "on_nonfinite",
+                     "corpus", "val"}
 
 
 def load_corpus(opts: TrainOptions) -> tuple[str, str, dict]:
@@ -244,7 +247,9 @@ class Trainer:
             raise ValueError(f"--out {self.out}: exists and is not a directory")
         if self.resume:
             if not ckpt_path.exists():
-                raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {self.out}")
+                hint = (" (a run killed before its first checkpoint: start over with --force)"
+                        if (self.out / MODEL_FILE).exists() else "")
+                raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {self.out}{hint}")
             resumed = load_checkpoint(ckpt_path)
             self._check_resume(resumed[1])
         elif (ckpt_path.exists() or (self.out / MODEL_FILE).exists()) and not self.force:
@@ -263,6 +268,7 @@ class Trainer:
         batcher = StreamBatcher(train_ids, o.batch, o.seq_len)
         val_ids = val_ids[: o.val_tokens]
         data_digest = _digest(train_ids)
+        val_digest = _digest(val_ids)
 
         config = LMConfig(vocab_size=len(vocab), cell=o.cell, num_layers=o.layers,
                           hidden_size=o.hidden, embed_dim=o.embed, dropout=o.dropout,
@@ -281,6 +287,9 @@ class Trainer:
             arrays, meta = resumed
             if meta.get("data_sha256") != data_digest:
                 raise ValueError("--resume: the corpus differs from the one this run started on")
+            if meta.get("val_sha256", val_digest) != val_digest:
+                raise ValueError("--resume: the validation text differs from the one this run "
+                                 "started on")
             # The checksum only proves the file is as written; a hand-made one is still
             # checked piece by piece, so a bad field is one clear error, not a traceback.
             try:
@@ -331,7 +340,8 @@ class Trainer:
                     "dropout_rng": rng_to_json(drop_rng),
                     "best_val": best_val if math.isfinite(best_val) else None,
                     "skipped_steps": skipped,
-                    "data_sha256": data_digest}
+                    "data_sha256": data_digest,
+                    "val_sha256": val_digest}
             save_checkpoint(ckpt_path, arrays, meta)
 
         def validate() -> float:

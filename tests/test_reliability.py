@@ -589,6 +589,8 @@ def interrupted(corpus, tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda a, m: m.pop("optimizer"), "does not fit this run"),
+    (lambda a, m: m.__setitem__("options", [1, 2]), "holds no run options"),
+    (lambda a, m: m.__setitem__("kind", "language_model"), "is not a training checkpoint"),
     (lambda a, m: m.__setitem__("step", -3), "step must be >= 0"),
     (lambda a, m: m.__setitem__("dropout_rng", {"bit_generator": "os.system"}), "rng state"),
     (lambda a, m: a.__setitem__("state/h", np.zeros((1, 3, 8), np.float32)), "carried state"),
@@ -629,6 +631,29 @@ def test_resume_refuses_another_validation_file(corpus, tmp_path):
     val.write_text("the dog sat on the mat.\n", encoding="utf-8")
     with pytest.raises(ValueError, match="the validation text differs"):
         Trainer(tiny(out, corpus, steps=10, val=str(val)), resume=True, stream=QUIET()).run()
+
+
+_GOOD_STATE = {}
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["step", "options", "model", "optimizer", "scheduler", "dropout_rng",
+                            "best_val", "skipped_steps", "data_sha256", "kind"]),
+       value=_JSON)
+def test_fuzz_forged_training_state(key, value, interrupted, corpus):
+    """Any JSON in any field of a training checkpoint with a valid checksum: --resume gives a
+    clean ValueError/TypeError or resumes, never another exception."""
+    path = interrupted / "checkpoint.safetensors"
+    good = _GOOD_STATE.setdefault(path, path.read_bytes())  # the fixture lives for all examples
+    path.write_bytes(good)
+    arrays, meta = load_checkpoint(path)
+    meta[key] = value
+    save_checkpoint(path, arrays, meta)
+    try:
+        Trainer(tiny(interrupted, corpus, steps=10), resume=True, stream=QUIET()).run()
+    except (ValueError, TypeError) as e:
+        assert "\n" not in str(e)
 
 
 def test_resume_refuses_a_corrupted_checkpoint(interrupted, corpus):

@@ -319,7 +319,7 @@ class Trainer:
         _remove_stale_temporaries(self.out)
         if resumed is not None:
             _drop_partial_line(self.out / "metrics.jsonl")
-        if resumed is None:
+        else:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run's own history
         info = {"source": source, "train_tokens": int(train_ids.size),
                 "val_tokens": int(val_ids.size), "options": o.to_json()}
@@ -427,7 +427,9 @@ class Trainer:
     def _check_resume(self, meta: dict) -> None:
         if meta.get("kind") != STATE_KIND:
             raise ValueError(f"--resume: {self.out / CHECKPOINT_FILE} is not a training checkpoint")
-        saved = meta.get("options", {})
+        saved = meta.get("options")
+        if not isinstance(saved, dict):
+            raise ValueError(f"--resume: {self.out / CHECKPOINT_FILE} holds no run options")
         now = self.opts.to_json()
         diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
         if diff:

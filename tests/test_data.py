@@ -1,7 +1,6 @@
 """Data pipeline: vocabulary, tokenizers, strict text reading, default corpus, batching."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -245,11 +244,10 @@ def test_default_corpus_small_is_deterministic_prose():
     assert small == text[: len(small)] and len(small) > 4_000
 
 
-def test_default_corpus_full_build_time_and_info():
+def test_default_corpus_full_build_and_info():
+    # Speed is not asserted here (timings on a shared machine are noise); size and content are.
     _build_default_corpus.cache_clear()
-    t0 = time.perf_counter()
     text = default_corpus()
-    assert time.perf_counter() - t0 < 10.0
     assert len(text) > 300_000  # ~0.7 MB on CPython 3.11
     info = default_corpus_info()  # memoised: no second build
     assert info["bytes"] == len(text) and len(info["sha256"]) == 64

@@ -223,14 +223,17 @@ class Adam(Optimizer):
 
     def _update(self, name, p, g, slots):
         b1, b2 = self.betas
-        if self.weight_decay:
-            g = g + self.weight_decay * p
         m = slots.get("exp_avg")
         if m is None:
             m = slots["exp_avg"] = np.zeros_like(p)
             slots["exp_avg_sq"] = np.zeros_like(p)
         v = slots["exp_avg_sq"]
         t = slots["step"]
+        if _fused_adam(p, g, m, v, b1, b2, self.lr / (1.0 - b1 ** t),
+                       math.sqrt(1.0 - b2 ** t), self.eps, self.weight_decay):
+            return
+        if self.weight_decay:
+            g = g + self.weight_decay * p
         # torch updates m with lerp(m, g, 1 - beta1), which is m + (1 - beta1) * (g - m).
         m += (1.0 - b1) * (g - m)
         v *= b2
@@ -240,6 +243,27 @@ class Adam(Optimizer):
         denom /= math.sqrt(1.0 - b2 ** t)
         denom += self.eps
         p -= step_size * (m / denom)
+
+
+FUSED_ADAM = True  # False: the NumPy formula (tests compare the two)
+
+
+def _fused_adam(p, g, m, v, b1, b2, step_size, bc2, eps, weight_decay) -> bool:
+    """Adam's update in one compiled pass (:mod:`rnnkit.kernels.adam`), bit-identical to the
+    NumPy formula; False (nothing done) when Numba is missing or an array is not contiguous."""
+    from . import kernels
+
+    if not FUSED_ADAM or not kernels.available() or p.dtype not in (np.float32, np.float64):
+        return False
+    arrays = (p, g, m, v)
+    if any(a.dtype != p.dtype or not a.flags.c_contiguous for a in arrays):
+        return False
+    from .kernels.adam import adam_update
+
+    c = p.dtype.type
+    adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c(1.0 - b1), c(b2),
+                c(1.0 - b2), c(step_size), c(bc2), c(eps), c(weight_decay))
+    return True
 
 
 def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:

@@ -242,11 +242,16 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
     return w.out, h_T, c_T, FusedDirectionCache(w, x, ids, w_ih, b_ih is not None)
 
 
-def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
+def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache, *, release=False):
     """Exact BPTT through :func:`run_forward_fused`; dout (T, N, H) in original order or None.
 
     Returns ``(dx, dh0, dc0, (dW_ih, db_ih, dW_hh, db_hh))`` like :func:`run_backward`; if the
     input was a table lookup, dx is dL/d(projection) (T, N, G*H) and dW_ih, db_ih are None.
+
+    ``release=True`` lets backward write the gate gradients over the saved gates (and, for
+    the Elman cell, over ``dout``) instead of new (T, N, G*H) buffers: the cache (and dout)
+    are consumed and must not be used again.  Only the forward direction does it — there
+    step t reads and writes only its own row; a reverse step t reads rows other steps write.
     """
     blas = _blas()
     w = _Work()
@@ -254,6 +259,7 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache):
     N, H, dtype = w.N, w.H, w.dtype
     w.has_dout = dout is not None
     w.dout = np.ascontiguousarray(dout) if dout is not None else np.zeros((1, 1, 1), dtype)
+    w.release = bool(release) and not w.reverse
     w.dhrec = np.zeros((N, H), dtype=dtype)
     w.dhd = np.zeros((N, H), dtype=dtype) if dh_T is None else np.array(dh_T, dtype, order="C")
     if cell.has_cell:

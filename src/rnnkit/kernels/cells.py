@@ -32,6 +32,16 @@ class FusedCell:
     def _stored(self, w, name, shape):
         setattr(w, name, np.empty(shape, dtype=w.dtype) if w.store else _dummy(w.dtype, 3))
 
+    @staticmethod
+    def _reuse(w, name, shape):
+        """In release mode (forward direction only, see run_backward_fused) the saved buffer
+        ``name`` when it has ``shape``: each backward step reads its row before writing it."""
+        if getattr(w, "release", False):
+            a = getattr(w, name, None)
+            if a is not None and a.shape == shape and a.flags.c_contiguous:
+                return a
+        return np.empty(shape, dtype=w.dtype)
+
 
 class FusedLSTM(FusedCell):
     name = "lstm"
@@ -47,7 +57,7 @@ class FusedLSTM(FusedCell):
                  w.act, w.store)
 
     def begin_backward(self, w):
-        w.dG = np.empty((w.T, w.N, 4 * w.H), dtype=w.dtype)
+        w.dG = self._reuse(w, "act", (w.T, w.N, 4 * w.H))
 
     def backward_step(self, w, t):
         lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch, w.dG)
@@ -74,7 +84,9 @@ class FusedRNN(FusedCell):
         rnn_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh, w.out)
 
     def begin_backward(self, w):
-        w.dG = np.empty((w.T, w.N, w.H), dtype=w.dtype)
+        # Nothing but the history is saved, so in release mode dG goes over dout.
+        w.dG = self._reuse(w, "dout", (w.T, w.N, w.H)) if w.has_dout else \
+            np.empty((w.T, w.N, w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
         rnn_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu, w.hh, w.dG)
@@ -103,8 +115,8 @@ class FusedGRU(FusedCell):
                 w.ghns, w.xbuf, w.store)
 
     def begin_backward(self, w):
-        w.dG = np.empty((w.T, w.N, 3 * w.H), dtype=w.dtype)
-        w.dGHn = np.empty((w.T, w.N, w.H), dtype=w.dtype)
+        w.dG = self._reuse(w, "act", (w.T, w.N, 3 * w.H))
+        w.dGHn = self._reuse(w, "ghns", (w.T, w.N, w.H))
         w.dGs = np.empty((w.N, 3 * w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
@@ -151,7 +163,7 @@ class FusedGRUResetBefore(FusedCell):
 
     def begin_backward(self, w):
         N, H, dt = w.N, w.H, w.dtype
-        w.dG = np.empty((w.T, N, 3 * H), dtype=dt)
+        w.dG = self._reuse(w, "act", (w.T, N, 3 * H))
         w.dn_s = np.empty((N, H), dtype=dt)
         w.drh = np.empty((N, H), dtype=dt)
         w.drz = np.empty((N, 2 * H), dtype=dt)

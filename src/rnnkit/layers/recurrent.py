@@ -222,7 +222,7 @@ class RecurrentLayer:
         return ids
 
     def forward(self, x, lengths=None, state=None, *, training=False, rng=None,
-                embedding=None, keep_cache=True):
+                embedding=None, keep_cache=True, time_major=False):
         """Run the layer.
 
         x (N, T, D); lengths (N,) ints in [1, T] or None; state like ``zero_state(N)``:
@@ -233,6 +233,9 @@ class RecurrentLayer:
         into a lookup of :meth:`input_tables` (the V rows are projected once instead of the
         N*T inputs); :meth:`backward` then returns dL/dembedding (V, D) in place of dx.
         ``keep_cache=False`` (inference) saves nothing for backward and returns cache None.
+        ``time_major=True`` returns out as (T, N, F) — for a unidirectional fused layer a view
+        of the last layer's state history, no copy (the caller must not write into it while
+        the cache is in use).
 
         Returns ``(out, state, cache)``: out (N, T, F) with F = ``output_size`` and zeros at
         padded steps (or (N, F) if ``return_sequences`` is False); the final state in the
@@ -325,7 +328,7 @@ class RecurrentLayer:
         last = (self.num_layers - 1) * self.num_directions
         cache.final_h = [hn[last + d] for d in range(self.num_directions)]
         if self.return_sequences:
-            out = np.ascontiguousarray(inp.transpose(1, 0, 2))
+            out = inp if time_major else np.ascontiguousarray(inp.transpose(1, 0, 2))
         else:
             out = self._merge(cache.final_h)
         new_state = (hn, cn) if self.mode == "lstm" else hn
@@ -414,18 +417,30 @@ class RecurrentLayer:
         return [g * outs[1], g * outs[0]]
 
     # ---- backward --------------------------------------------------------------------
-    def backward(self, dout, cache: RecurrentCache, dstate=None):
+    def backward(self, dout, cache: RecurrentCache, dstate=None, *, release=False,
+                 time_major=False):
         """Exact gradients of the forward pass that produced ``cache``.
 
         dout: like ``out`` (or None); dstate: like the returned state (or None).
         Returns ``(dx (N, T, D), dstate0, grads)``: dstate0 in the state layout (gradient
         w.r.t. the initial state, zeros-derived even if none was passed), grads keyed like
         ``params``.
+
+        By default backward is reentrant: it never changes ``cache`` or ``dout``.
+        ``release=True`` (a training step that is done with the graph) consumes both: gate
+        gradients are written over the saved gates (forward directions of the fused path)
+        and each layer's part of the cache is dropped as soon as it has been used, so peak
+        memory falls by about one layer's cache plus the gate-gradient buffers.  The
+        gradients are the same.  ``time_major=True``: dout is (T, N, F) and dx (T, N, D).
         """
         N, T = cache.N, cache.T
+        if release and cache.dirs and cache.dirs[0] is None:
+            raise ValueError("this cache was consumed by a backward(release=True)")
         H, K, L = self.hidden_size, self.num_directions, self.num_layers
         if dout is not None:
-            if self.return_sequences:
+            if self.return_sequences and time_major:
+                _checks.check_shape(dout, "dout", (T, N, self.output_size), "T, N, F", self.dtype)
+            elif self.return_sequences:
                 _checks.check_shape(dout, "dout", (N, T, self.output_size), "N, T, F", self.dtype)
             else:
                 _checks.check_shape(dout, "dout", (N, self.output_size), "N, F", self.dtype)
@@ -442,7 +457,7 @@ class RecurrentLayer:
         g = None
         if dout is not None:
             if self.return_sequences:
-                g = np.ascontiguousarray(dout.transpose(1, 0, 2))
+                g = np.ascontiguousarray(dout if time_major else dout.transpose(1, 0, 2))
             else:
                 last = L - 1
                 for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
@@ -464,7 +479,8 @@ class RecurrentLayer:
                 gd = parts[d]
                 if fused:
                     dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward_fused(
-                        self.fused_cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
+                        self.fused_cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d],
+                        release=release)
                 else:
                     if gd is not None and d == 1:
                         gd = gather_time(gd, cache.ridx)
@@ -484,6 +500,9 @@ class RecurrentLayer:
                 if self.bias:
                     grads[f"bias_ih_{s}"] = dbi
                     grads[f"bias_hh_{s}"] = dbh
+            if release:  # this layer's saved values are spent; let them go now
+                parts = gd = None
+                cache.dirs[layer] = cache.outs[layer] = cache.drop_masks[layer] = None
             g = dinp
             dx = dinp
         grads = {k: grads[k] for k in self.params}
@@ -491,6 +510,8 @@ class RecurrentLayer:
         if cache.embedding is not None:
             if not cache.tables:  # dx is dL/d embedding[ids]: scatter it into the matrix
                 dx = self._scatter(np.zeros_like(cache.embedding), cache.ids, dx, cache.backend)
+            return dx, dstate0, grads
+        if time_major:
             return dx, dstate0, grads
         return np.ascontiguousarray(dx.transpose(1, 0, 2)), dstate0, grads
 

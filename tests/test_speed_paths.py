@@ -1,0 +1,213 @@
+"""The speed and memory paths give the reference results.
+
+- ``RecurrentLayer.backward(release=True)`` (gate gradients written over the saved gates,
+  cache dropped layer by layer) gives the same gradients as the reentrant default, and a
+  consumed cache is refused;  ``time_major=True`` forward/backward equal the batch-major ones.
+- ``LanguageModel.loss_and_grads`` (time-major head, fused softmax-cross-entropy in place,
+  release backward) equals forward + ``softmax_cross_entropy`` + ``backward``.
+- The fused cross-entropy / log-softmax kernels equal the NumPy reference.
+- Fused Adam is bit-identical to the NumPy formula (float64 and float32, with weight decay).
+- ``LanguageModel.stepper()`` (one compiled call per token) equals the sequence forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnkit.models.language_model as lm_mod
+import rnnkit.optim as optim
+from rnnkit import kernels
+from rnnkit.layers.basic import log_softmax, softmax_cross_entropy
+from rnnkit.layers.recurrent import RecurrentLayer
+from rnnkit.models.language_model import LanguageModel, LMConfig
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+
+CELLS = [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}), ("rnn", {}),
+         ("rnn", {"nonlinearity": "relu"})]
+CELL_IDS = ["lstm", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
+TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
+
+
+def _close(a, b, tol, what=""):
+    if isinstance(a, (tuple, list)):
+        for i, (p, q) in enumerate(zip(a, b, strict=True)):
+            _close(p, q, tol, f"{what}[{i}]")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            _close(a[k], b[k], tol, f"{what}[{k}]")
+    else:
+        np.testing.assert_allclose(a, b, err_msg=what, **tol)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_release_backward_equals_reentrant(cell, ragged, bidirectional, dtype, backend):
+    mode, extra = cell
+    rng = np.random.default_rng(5)
+    N, T, D, H, L = 4, 7, 5, 6, 2
+    layer = RecurrentLayer(D, H, L, mode=mode, bidirectional=bidirectional, dtype=dtype,
+                           seed=1, backend=backend, **extra)
+    x = rng.standard_normal((N, T, D)).astype(dtype)
+    lengths = np.array([7, 3, 5, 1]) if ragged else None
+    out, _, cache = layer.forward(x, lengths)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    ref = layer.backward(dout, cache)
+    again = layer.backward(dout, cache)  # the default leaves the cache usable
+    _close(ref, again, TOL[dtype])
+    out2, _, cache2 = layer.forward(x, lengths)
+    fast = layer.backward(dout.copy(), cache2, release=True)
+    _close(ref, fast, TOL[dtype], "release")
+    with pytest.raises(ValueError, match="consumed"):
+        layer.backward(dout.copy(), cache2, release=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_release_with_embedding_table(cell, dtype):
+    mode, extra = cell
+    rng = np.random.default_rng(6)
+    V, N, T, E, H = 9, 5, 6, 4, 7
+    layer = RecurrentLayer(E, H, 2, mode=mode, dtype=dtype, seed=2, **extra)
+    emb = rng.standard_normal((V, E)).astype(dtype)
+    ids = rng.integers(0, V, (N, T))
+    out, _, cache = layer.forward(ids, embedding=emb)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    ref = layer.backward(dout, cache)
+    out_tm, _, cache2 = layer.forward(ids, embedding=emb, time_major=True)
+    _close(out, out_tm.transpose(1, 0, 2), TOL[dtype], "time-major out")
+    fast = layer.backward(np.ascontiguousarray(dout.transpose(1, 0, 2)), cache2,
+                          release=True, time_major=True)
+    _close(ref, fast, TOL[dtype], "release + time-major")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_time_major_dx(cell):
+    rng = np.random.default_rng(7)
+    layer = RecurrentLayer(3, 4, 2, mode=cell, dtype=np.float64, seed=3)
+    x = rng.standard_normal((2, 5, 3))
+    out, _, cache = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx, ds, g = layer.backward(dout, cache)
+    out_tm, _, cache = layer.forward(x, time_major=True)
+    dx_tm, ds_tm, g_tm = layer.backward(np.ascontiguousarray(dout.transpose(1, 0, 2)), cache,
+                                        time_major=True)
+    _close((dx, ds, g), (dx_tm.transpose(1, 0, 2), ds_tm, g_tm), TOL[np.float64])
+
+
+def _lm(cell, dtype, **kw):
+    cfg = LMConfig(vocab_size=23, cell=cell, num_layers=2, hidden_size=12, embed_dim=5,
+                   dtype=dtype, **kw)
+    return LanguageModel(cfg, seed=4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_lm_loss_and_grads_equals_reference(cell, dtype):
+    m = _lm(cell, dtype)
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 23, (3, 9))
+    y = rng.integers(0, 23, (3, 9))
+    state = m.zero_state(3)
+    state = tuple(s + 0.1 for s in state) if isinstance(state, tuple) else state + 0.1
+    logits, st_ref, cache = m.forward(x, state)
+    loss_ref, dlogits = softmax_cross_entropy(logits, y)
+    g_ref = m.backward(dlogits, cache)
+    loss, g, st = m.loss_and_grads(x, y, state)
+    tol = TOL[np.dtype(dtype).type]
+    assert loss == pytest.approx(loss_ref, rel=1e-12 if dtype == "float64" else 1e-6)
+    _close(g_ref, g, tol, "grads")
+    _close(st_ref, st, tol, "state")
+    # log_probs' time-major head equals the reference log-softmax of the logits
+    lp, _ = m.log_probs(x, state)
+    _close(log_softmax(logits), lp, tol, "log_probs")
+    with pytest.raises(ValueError):
+        m.loss_and_grads(x, y + 23)
+
+
+def test_lm_dropout_path_uses_release_and_matches():
+    m = _lm("lstm", "float64", dropout=0.3)
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 23, (2, 6))
+    y = rng.integers(0, 23, (2, 6))
+    logits, _, cache = m.forward(x, training=True, rng=np.random.default_rng(1))
+    loss_ref, dlogits = softmax_cross_entropy(logits, y)
+    g_ref = m.backward(dlogits, cache)
+    loss, g, _ = m.loss_and_grads(x, y, training=True, rng=np.random.default_rng(1))
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    _close(g_ref, g, TOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_cross_entropy_kernel(dtype):
+    from rnnkit.kernels.loss import log_softmax_rows, xent_inplace
+
+    rng = np.random.default_rng(10)
+    z = (rng.standard_normal((37, 11)) * 30).astype(dtype)
+    y = rng.integers(0, 11, 37)
+    loss_ref, d_ref = softmax_cross_entropy(z, y)
+    w = z.copy()
+    loss = xent_inplace(w, y.astype(np.int64), dtype(1 / 37)) / 37
+    tol = TOL[dtype]
+    assert loss == pytest.approx(loss_ref, rel=1e-12 if dtype == np.float64 else 1e-6)
+    np.testing.assert_allclose(w, d_ref, **tol)
+    out = np.empty_like(z)
+    log_softmax_rows(z, out)
+    np.testing.assert_allclose(out, log_softmax(z), rtol=tol["rtol"], atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_adam_bit_identical(dtype, weight_decay, monkeypatch):
+    rng = np.random.default_rng(11)
+    p1 = {"a": rng.standard_normal((13, 7)).astype(dtype), "b": rng.standard_normal(5).astype(dtype)}
+    p2 = {k: v.copy() for k, v in p1.items()}
+    o1 = optim.Adam(3e-3, weight_decay=weight_decay)
+    o2 = optim.Adam(3e-3, weight_decay=weight_decay)
+    for _ in range(6):
+        g = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in p1.items()}
+        g_copy = {k: v.copy() for k, v in g.items()}
+        monkeypatch.setattr(optim, "FUSED_ADAM", True)
+        o1.step(p1, g)
+        monkeypatch.setattr(optim, "FUSED_ADAM", False)
+        o2.step(p2, g)
+        for k in g:
+            assert np.array_equal(g[k], g_copy[k])  # gradients are never modified
+    for k in p1:
+        assert np.array_equal(p1[k], p2[k])
+        assert np.array_equal(o1.state[k]["exp_avg"], o2.state[k]["exp_avg"])
+        assert np.array_equal(o1.state[k]["exp_avg_sq"], o2.state[k]["exp_avg_sq"])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell,extra", [("lstm", {}), ("gru", {}), ("rnn", {}),
+                                        ("rnn", {"nonlinearity": "relu"}),
+                                        ("gru", {"reset_after": False})])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_lean_stepper_equals_sequence_forward(cell, extra, dtype, layers, monkeypatch):
+    cfg = LMConfig(vocab_size=31, cell=cell, num_layers=layers, hidden_size=10, embed_dim=6,
+                   dtype=dtype, **extra)
+    m = LanguageModel(cfg, seed=5)
+    rng = np.random.default_rng(12)
+    ids = rng.integers(0, 31, (3, 8))
+    lp_seq, st_seq = m.log_probs(ids)
+    tol = TOL[np.dtype(dtype).type] if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    for max_n in (8, 0):  # the one-call kernel, then the general per-layer path
+        monkeypatch.setattr(lm_mod, "LEAN_STEP_MAX_N", max_n)
+        step = m.stepper()
+        st = None
+        for t in range(8):
+            lp, st = step(ids[:, t], st)
+            _close(lp_seq[:, t], lp, tol, f"t={t}")
+        _close(st_seq, st, tol, "state")
+    monkeypatch.setattr(lm_mod, "LEAN_STEP_MAX_N", 8)
+    step = m.stepper()
+    with pytest.raises(ValueError):
+        step(np.array([31]))
+    with pytest.raises(ValueError):
+        step(np.array([-1]))

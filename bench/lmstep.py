@@ -1,9 +1,9 @@
 """The two character LMs the benchmark races, built the natural way in each framework.
 
-rnnkit: ``Embedding`` -> ``LSTM``/``GRU``/``RNN`` -> ``Linear`` -> ``softmax_cross_entropy``,
-hand-written backward, global-norm clipping and Adam from ``rnnkit.optim`` (a minimal Adam
-below if that module is missing).  The embedding is passed to the recurrent layer
-(``forward(ids, embedding=E)``) so it fuses with layer 0's input product into a table lookup.
+rnnkit: ``rnnkit.models.language_model.LanguageModel`` (Embedding -> LSTM/GRU/RNN -> Linear ->
+softmax cross-entropy, hand-written backward) through its training path ``loss_and_grads``,
+then global-norm clipping and Adam from ``rnnkit.optim`` (a minimal Adam below if that
+module is missing); scoring through ``log_probs``, generation through ``stepper()``.
 PyTorch: ``nn.Embedding`` + ``nn.LSTM``/``GRU``/``RNN`` (batch_first) + ``nn.Linear`` +
 ``F.cross_entropy`` + ``torch.optim.Adam`` + ``clip_grad_norm_``.  Same shapes, float32.
 """
@@ -14,8 +14,6 @@ import math
 
 import numpy as np
 
-import rnnkit
-from rnnkit import Embedding, Linear, softmax_cross_entropy
 
 try:
     from rnnkit.optim import Adam, clip_grad_norm
@@ -52,48 +50,41 @@ CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
 class RnnkitLM:
+    """``rnnkit.models.LanguageModel`` (its training path ``loss_and_grads``: embedding
+    fused into layer 0's input product, time-major output head, fused softmax-cross-entropy,
+    backward that releases its cache), global-norm clipping and Adam from ``rnnkit.optim``."""
+
     def __init__(self, mode, V=100, E=64, H=256, L=2, seed=0, backend="auto"):
+        from rnnkit.models.language_model import LanguageModel, LMConfig
+
         self.V = V
-        self.emb = Embedding(V, E, seed=seed)
-        self.rnn = getattr(rnnkit, CLASSES[mode])(E, H, L, seed=seed + 1, backend=backend)
-        self.lin = Linear(H, V, seed=seed + 2)
-        self.params = {"emb.weight": self.emb.params["weight"],
-                       **{f"rnn.{k}": v for k, v in self.rnn.params.items()},
-                       "out.weight": self.lin.params["weight"], "out.bias": self.lin.params["bias"]}
+        self.model = LanguageModel(LMConfig(vocab_size=V, cell=mode, num_layers=L,
+                                            hidden_size=H, embed_dim=E), seed=seed)
+        self.model.rnn.backend = self.model.rnn.backend if backend == "auto" else backend
+        self.params = self.model.params
         self.opt = Adam(1e-3)
 
     def train_step(self, x, y, clip=1.0):
-        out, _, cache = self.rnn.forward(x, embedding=self.emb.params["weight"])
-        logits, lcache = self.lin.forward(out)
-        loss, dlogits = softmax_cross_entropy(logits, y)
-        dout, lgrads = self.lin.backward(dlogits, lcache)
-        d_emb, _, rgrads = self.rnn.backward(dout, cache)
-        grads = {"emb.weight": d_emb, **{f"rnn.{k}": v for k, v in rgrads.items()},
-                 "out.weight": lgrads["weight"], "out.bias": lgrads["bias"]}
+        loss, grads, _ = self.model.loss_and_grads(x, y)
         clip_grad_norm(grads, clip)
         self.opt.step(self.params, grads)
         return loss
 
     def score(self, x, y):
         """Total log-likelihood (nats) of y given x, forward only."""
-        out, _, _ = self.rnn.forward(x, embedding=self.emb.params["weight"], keep_cache=False)
-        logits, _ = self.lin.forward(out)
-        logp = rnnkit.log_softmax(logits)
+        logp, _ = self.model.log_probs(x)
         return float(np.take_along_axis(logp, y[..., None], axis=-1).sum())
 
     def generate(self, n_tokens, rng, start=0):
-        """Sample n_tokens at batch 1, feeding each token back."""
-        tables = self.rnn.input_tables(self.emb.params["weight"])
-        W, b = self.lin.params["weight"], self.lin.params["bias"]
+        """Sample n_tokens at batch 1, feeding each token back (``LanguageModel.stepper``)."""
+        step = self.model.stepper()
         tok = np.array([start], dtype=np.int64)
         state = None
         out = np.empty(n_tokens, dtype=np.int64)
         u = rng.random(n_tokens)
         for i in range(n_tokens):
-            h, state = self.rnn.step(tok, state, input_tables=tables)
-            z = h[0] @ W.T + b
-            p = np.exp(z - z.max())
-            c = np.cumsum(p)
+            lp, state = step(tok, state)
+            c = np.cumsum(np.exp(lp[0]))
             tok[0] = min(int(np.searchsorted(c, u[i] * c[-1])), self.V - 1)
             out[i] = tok[0]
         return out

@@ -58,9 +58,11 @@ class FusedLSTM(FusedCell):
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 4 * w.H))
+        w.gscratch = np.empty(4 * w.H, dtype=w.dtype)
 
     def backward_step(self, w, t):
-        lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch, w.dG)
+        lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch, w.dG,
+                 w.gscratch)
         np.matmul(w.dG[t], w.w_hh, out=w.dhrec)
 
     def grads(self, w):
@@ -117,11 +119,12 @@ class FusedGRU(FusedCell):
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 3 * w.H))
         w.dGHn = self._reuse(w, "ghns", (w.T, w.N, w.H))
+        w.gscratch = np.empty(3 * w.H, dtype=w.dtype)
         w.dGs = np.empty((w.N, 3 * w.H), dtype=w.dtype)
 
     def backward_step(self, w, t):
         gru_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.ghns, w.hh,
-                w.dG, w.dGHn, w.dGs)
+                w.dG, w.dGHn, w.dGs, w.gscratch)
         np.matmul(w.dGs, w.w_hh, out=w.dhrec)
 
     def grads(self, w):

@@ -23,68 +23,106 @@ from ._math import JIT, one, sigmoid, tanh
 
 @njit(**JIT)
 def gru_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns, xbuf, store):
+    # Short loops over slice views indexed from 0 (see the note in :mod:`.lstm`).  xr is
+    # copied first: without a table, the gates are written over the projection row it is.
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
+    xr_, xz, xn = xbuf[:H], xbuf[H:2 * H], xbuf[2 * H:]
+    br, bz, bn = b[:H], b[H:2 * H], b[2 * H:]
     for n in range(N):
         p = pos[t, n]
+        hn_ = h_next[n]
         if t < lens[n]:
             xr = xsrc[xidx[p, n]]
             for j in range(3 * H):
                 xbuf[j] = xr[j]
             g_ = gh[n]
-            a = act[p, n]
+            gr, gz, gn = g_[:H], g_[H:2 * H], g_[2 * H:]
             for j in range(H):
-                r = sigmoid(xbuf[j] + (g_[j] + b[j]))
-                z = sigmoid(xbuf[H + j] + (g_[H + j] + b[H + j]))
-                ghn = g_[2 * H + j] + b[2 * H + j]
-                nn = tanh(xbuf[2 * H + j] + r * ghn)
-                hp = h[n, j]
-                hn = nn + z * (hp - nn)
-                if store:
-                    a[j] = r
-                    a[H + j] = z
-                    a[2 * H + j] = nn
-                    ghns[t, n, j] = ghn
-                h_next[n, j] = hn
-                out[p, n, j] = hn
+                gr[j] = sigmoid(xr_[j] + (gr[j] + br[j]))
+            for j in range(H):
+                gz[j] = sigmoid(xz[j] + (gz[j] + bz[j]))
+            for j in range(H):
+                gn[j] = gn[j] + bn[j]
+            for j in range(H):
+                xn[j] = tanh(xn[j] + gr[j] * gn[j])
+            hp = h[n]
+            for j in range(H):
+                hn_[j] = xn[j] + gz[j] * (hp[j] - xn[j])
+            if store:
+                a = act[p, n]
+                for j in range(2 * H):
+                    a[j] = g_[j]
+                an = a[2 * H:]
+                for j in range(H):
+                    an[j] = xn[j]
+                gs = ghns[t, n]
+                for j in range(H):
+                    gs[j] = gn[j]
+        else:
+            hp = h[n]
+            for j in range(H):
+                hn_[j] = hp[j]
+        o_ = out[p, n]
+        if t < lens[n]:
+            if o_.ctypes.data != hn_.ctypes.data:
+                for j in range(H):
+                    o_[j] = hn_[j]
         else:
             for j in range(H):
-                h_next[n, j] = h[n, j]
-                out[p, n, j] = 0
+                o_[j] = 0
 
 
 @njit(**JIT)
-def gru_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX, dGHn, dGs):
+def gru_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX, dGHn, dGs, s):
+    """``s`` (3H,) scratch; dX may be ``act`` and dGHn may be ``ghns`` (release mode): every
+    saved value of a row is read before that row is written."""
     N, H = dhd.shape
+    sr, sz, sn = s[:H], s[H:2 * H], s[2 * H:]
     for n in range(N):
         p = pos[t, n]
         dx = dX[t, n]
         dg = dGs[n]
+        dh = dhd[n]
+        dr_ = dhrec[n]
+        dgn = dg[2 * H:]
         if t < lens[n]:
-            a = act[p, n]
-            on = one(a[0])
             for j in range(H):
-                dh = dhrec[n, j] + dhd[n, j]
-                if has_dout:
-                    dh += dout[p, n, j]
-                r = a[j]
-                z = a[H + j]
-                nn = a[2 * H + j]
-                dn = dh * (on - z) * (on - nn * nn)
-                dz = dh * (hh[t, n, j] - nn) * z * (on - z)
-                dr = dn * ghns[t, n, j] * r * (on - r)
-                dx[j] = dr
-                dx[H + j] = dz
-                dx[2 * H + j] = dn
-                dg[j] = dr
-                dg[H + j] = dz
-                dg[2 * H + j] = dn * r
-                dGHn[t, n, j] = dn * r
-                dhd[n, j] = dh * z
+                dh[j] = dr_[j] + dh[j]
+            if has_dout:
+                do = dout[p, n]
+                for j in range(H):
+                    dh[j] += do[j]
+            a = act[p, n]
+            ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+            on = one(a[0])
+            hp = hh[t, n]
+            gns = ghns[t, n]
+            for j in range(H):
+                z = az[j]
+                nn = an[j]
+                sn[j] = dh[j] * (on - z) * (on - nn * nn)
+                sz[j] = dh[j] * (hp[j] - nn) * z * (on - z)
+            for j in range(H):
+                r = ar[j]
+                sr[j] = sn[j] * gns[j] * r * (on - r)
+            for j in range(H):
+                dgn[j] = sn[j] * ar[j]
+            for j in range(H):
+                dh[j] = dh[j] * az[j]
+            for j in range(2 * H):
+                dg[j] = s[j]
+            dn_row = dGHn[t, n]
+            for j in range(H):
+                dn_row[j] = dgn[j]
+            for j in range(3 * H):
+                dx[j] = s[j]
         else:
             for j in range(H):
-                dhd[n, j] = dhrec[n, j] + dhd[n, j]
-                dGHn[t, n, j] = 0
+                dh[j] = dr_[j] + dh[j]
+            dn_row = dGHn[t, n]
+            for j in range(H):
+                dn_row[j] = 0
             for j in range(3 * H):
                 dx[j] = 0
                 dg[j] = 0

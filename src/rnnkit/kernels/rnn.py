@@ -13,10 +13,12 @@ from ._math import JIT, one, tanh
 
 @njit(**JIT)
 def rnn_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
+    # Short loops indexed from 0 (see the note in :mod:`.lstm`).
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
     for n in range(N):
         p = pos[t, n]
+        hn_ = h_next[n]
         if t < lens[n]:
             xr = xsrc[xidx[p, n]]
             g_ = gh[n]
@@ -25,39 +27,50 @@ def rnn_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
             if relu:
                 for j in range(H):
                     a = g_[j]
-                    hn = a if a > 0 else a * 0
-                    h_next[n, j] = hn
-                    out[p, n, j] = hn
+                    hn_[j] = a if a > 0 else a * 0
             else:
                 for j in range(H):
-                    hn = tanh(g_[j])
-                    h_next[n, j] = hn
-                    out[p, n, j] = hn
+                    hn_[j] = tanh(g_[j])
+        else:
+            hp = h[n]
+            for j in range(H):
+                hn_[j] = hp[j]
+        o_ = out[p, n]
+        if t < lens[n]:
+            if o_.ctypes.data != hn_.ctypes.data:
+                for j in range(H):
+                    o_[j] = hn_[j]
         else:
             for j in range(H):
-                h_next[n, j] = h[n, j]
-                out[p, n, j] = 0
+                o_[j] = 0
 
 
 @njit(**JIT)
 def rnn_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG):
+    """dG may be ``dout`` itself (release mode): a row of dout is read before it is written."""
     N, H = dhd.shape
     for n in range(N):
         p = pos[t, n]
         d = dG[t, n]
+        dh = dhd[n]
+        dr = dhrec[n]
+        for j in range(H):
+            dh[j] = dr[j] + dh[j]
         if t < lens[n]:
+            if has_dout:
+                do = dout[p, n]
+                for j in range(H):
+                    dh[j] += do[j]
             y = hh[t + 1, n]
             on = one(y[0])
+            if relu:
+                for j in range(H):
+                    d[j] = dh[j] if y[j] > 0 else dh[j] * 0
+            else:
+                for j in range(H):
+                    d[j] = dh[j] * (on - y[j] * y[j])
             for j in range(H):
-                dh = dhrec[n, j] + dhd[n, j]
-                if has_dout:
-                    dh += dout[p, n, j]
-                if relu:
-                    d[j] = dh if y[j] > 0 else dh * 0
-                else:
-                    d[j] = dh * (on - y[j] * y[j])
-                dhd[n, j] = 0
+                dh[j] = 0
         else:
             for j in range(H):
-                dhd[n, j] = dhrec[n, j] + dhd[n, j]
                 d[j] = 0

@@ -54,11 +54,14 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def check_probability(value, name: str) -> float:
-    """A dropout-like rate in [0, 1)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    """A dropout-like rate in [0, 1).
+
+    Only numbers are taken: ``float("0.5")`` would quietly turn a string from a config file
+    into a rate, so a string (or a bool) is a TypeError like any other non-number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    v = float(value)
     if not 0.0 <= v < 1.0:
         raise ValueError(f"{name} must lie in [0, 1), got {value}")
     return v

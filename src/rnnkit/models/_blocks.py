@@ -64,6 +64,50 @@ def make_rnn(cfg, input_size, rng, *, bidirectional=False, return_sequences=True
                           forget_bias=1.0 if cfg.cell == "lstm" else 0.0)
 
 
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def recurrent_shapes(prefix, input_size, hidden_size, num_layers, cell, bidirectional) -> dict:
+    """The parameter shapes :func:`make_rnn` gives a ``RecurrentLayer``, computed without
+    building it (PyTorch's names and layout, biases on): ``{"PREFIX.weight_ih_l0": (G*H, D), ...}``.
+    """
+    G, H, K = _GATES[cell], hidden_size, 2 if bidirectional else 1
+    shapes = {}
+    for layer in range(num_layers):
+        D = input_size if layer == 0 else K * H
+        for d in range(K):
+            s = f"l{layer}" + ("_reverse" if d else "")
+            shapes.update({f"{prefix}.weight_ih_{s}": (G * H, D),
+                           f"{prefix}.weight_hh_{s}": (G * H, H),
+                           f"{prefix}.bias_ih_{s}": (G * H,), f"{prefix}.bias_hh_{s}": (G * H,)})
+    return shapes
+
+
+def check_stored_params(expected: dict, arrays: dict) -> None:
+    """Refuse stored arrays that do not fit the shapes a config implies, or hold NaN/Inf.
+
+    ``expected`` comes from a model class's ``param_shapes(config)``: plain arithmetic on the
+    config, so a forged config asking for ``hidden_size`` 10**9 is refused here, before the
+    model would allocate anything.  ValueError with a one-line message.
+    """
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ValueError(f"parameters do not match the model config: missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}")
+    for name, shape in expected.items():
+        a = arrays[name]
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"parameter {name} must have shape {tuple(shape)} by the model "
+                             f"config, the file holds {tuple(a.shape)}")
+        if a.dtype.kind != "f":
+            raise ValueError(f"parameter {name} must hold floats, the file holds {a.dtype.name}")
+    bad = sorted(k for k, a in arrays.items() if not np.isfinite(a).all())
+    if bad:
+        raise ValueError(f"weights hold NaN or Inf ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); the model is unusable")
+
+
 class TaskModel:
     """Base: a model is named blocks; ``params`` is their flat dotted view.
 
@@ -150,6 +194,6 @@ def pad_batch(seqs, pad_id=0, dtype=np.int64):
     return out, lengths
 
 
-__all__ = ["TaskModel", "check_common", "config_from_json", "config_to_json", "make_rnn",
-           "check_ids", "full_lengths", "length_mask", "pad_batch", "Linear", "log_softmax",
-           "softmax_cross_entropy"]
+__all__ = ["TaskModel", "check_common", "check_stored_params", "recurrent_shapes",
+           "config_from_json", "config_to_json", "make_rnn", "check_ids", "full_lengths",
+           "length_mask", "pad_batch", "Linear", "log_softmax", "softmax_cross_entropy"]

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layers.basic import Dropout, Embedding, Linear, log_softmax, softmax_cross_entropy
-from ._blocks import TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn
+from ._blocks import (TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn,
+                      recurrent_shapes)
 
 # The ids rnnkit.data.Vocab gives its specials: <pad> = 0, <unk> = 1, <eos> = 2.
 EOS = 2
@@ -93,6 +94,20 @@ class Seq2Seq(TaskModel):
                 self.bridge_c = Linear(K * c.hidden_size, c.hidden_size, dtype=dt, seed=rng)
                 self.blocks["bridge_c"] = self.bridge_c
         self.blocks.update({"tgt_embed": self.tgt_embed, "decoder": self.decoder, "out": self.out})
+
+    @staticmethod
+    def param_shapes(c: Seq2SeqConfig) -> dict:
+        """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
+        E, H, L = c.embed_dim, c.hidden_size, c.num_layers
+        shapes = {"src_embed.weight": (c.src_vocab_size, E),
+                  **recurrent_shapes("encoder", E, H, L, c.cell, c.bidirectional)}
+        if c.bidirectional:
+            for b in ("bridge_h", "bridge_c") if c.cell == "lstm" else ("bridge_h",):
+                shapes.update({f"{b}.weight": (H, 2 * H), f"{b}.bias": (H,)})
+        shapes.update({"tgt_embed.weight": (c.tgt_vocab_size, E),
+                       **recurrent_shapes("decoder", E, H, L, c.cell, False),
+                       "out.weight": (c.tgt_vocab_size, H), "out.bias": (c.tgt_vocab_size,)})
+        return shapes
 
     @property
     def is_lstm(self) -> bool:
@@ -245,6 +260,11 @@ class Seq2Seq(TaskModel):
         K = int(beam_size)
         if K < 1:
             raise ValueError(f"beam size must be >= 1, got {beam_size}")
+        if isinstance(length_penalty, bool) \
+                or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(length_penalty):
+            # NaN would make every ranking comparison False: the "best" beam would be arbitrary.
+            raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
         src = check_ids(src, "src")
         src_lengths = full_lengths(src, src_lengths)
         state, _ = self.encode(src, src_lengths)

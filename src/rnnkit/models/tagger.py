@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layers.basic import Dropout, Embedding, Linear, softmax_cross_entropy
-from ._blocks import TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn
+from ._blocks import (TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn,
+                      recurrent_shapes)
 
 
 @dataclass
@@ -55,6 +56,15 @@ class SequenceTagger(TaskModel):
         self.drop = Dropout(c.dropout)
         self.out = Linear(self.rnn.output_size, c.num_tags, dtype=dt, seed=rng)
         self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+
+    @staticmethod
+    def param_shapes(c: TaggerConfig) -> dict:
+        """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
+        K = 2 if c.bidirectional else 1
+        return {"embed.weight": (c.vocab_size, c.embed_dim),
+                **recurrent_shapes("rnn", c.embed_dim, c.hidden_size, c.num_layers, c.cell,
+                                   c.bidirectional),
+                "out.weight": (c.num_tags, K * c.hidden_size), "out.bias": (c.num_tags,)}
 
     def forward(self, ids, lengths=None, *, training=False, rng=None):
         """ids (N, T), lengths (N,) -> ``(logits (N, T, C), cache)``."""

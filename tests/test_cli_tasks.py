@@ -106,6 +106,9 @@ def test_model_dir_holds_config_vocab_and_labels(models):
     assert meta["info"]["val_accuracy"] >= 0.95
     assert "rnn.weight_ih_l0_reverse" in arrays
     assert (models / "cls" / "metrics.jsonl").exists()
+    state, smeta = load_checkpoint(models / "cls" / "checkpoint.safetensors")
+    assert smeta["step"] == 150 and smeta["run"]["task"] == "classify"
+    assert all(k.startswith(("param/", "opt/", "best/", "order/")) for k in state)
 
 
 # ---- users' mistakes: one line, exit 2, nothing written -------------------------------------
@@ -140,6 +143,10 @@ def test_malformed_lines_name_their_line(task, text, message, tmp_path, capsys):
     (["--batch", "0"], "--batch must be a positive integer"),
     (["--lr", "0"], "--lr must be a positive number"),
     (["--val", "/nonexistent/val.tsv"], "no such file"),
+    (["--clip", "inf"], "--clip must be positive"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be a positive integer"),
+    (["--on-nonfinite", "ignore"], "--on-nonfinite must be stop or skip, got 'ignore'"),
+    (["--resume"], "--resume: no checkpoint.safetensors in"),
 ])
 def test_bad_options_are_one_line_errors(extra, message, data, tmp_path, capsys):
     out = tmp_path / "model"
@@ -158,6 +165,13 @@ def test_missing_data_file_and_bad_levels(tmp_path, capsys, data):
                         "--source-level", "byte"], capsys)
     assert code == 2 and "--source-level must be 'char' or 'word'" in err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
+def test_task_without_action_is_one_line_on_stderr(task, capsys):
+    code, out, err = run([task], capsys)
+    assert code == 2 and out == ""
+    assert err == f"rnnkit {task}: error: choose an action: train or predict\n"
 
 
 def test_existing_model_needs_force(models, data, capsys):
@@ -181,3 +195,6 @@ def test_predict_refuses_missing_or_foreign_model_dirs(models, tmp_path, capsys)
     assert code == 2 and "not a tag model" in err
     code, _, err = run(["seq2seq", "predict", str(models / "s2s"), "--beam", "0"], capsys)
     assert code == 2 and "--beam must be a positive integer" in err
+    code, out, err = run(["seq2seq", "predict", str(models / "s2s"), "--beam", "2",
+                          "--length-penalty", "nan"], capsys)
+    assert code == 2 and out == "" and "--length-penalty must be a finite number" in err

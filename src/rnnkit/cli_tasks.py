@@ -14,6 +14,15 @@ directory rebuilds the model by itself — and ``DIR/metrics.jsonl``.  Everythin
 gave is checked before ``DIR`` is touched.  With ``--val FILE`` the held-out loss is measured
 as training goes and the best weights are the ones kept.
 
+As for language models (:mod:`rnnkit.lm.train`), ``DIR/checkpoint.safetensors`` holds the
+whole training state, written every ``--checkpoint-every`` steps, at the end and on Ctrl-C
+(which stops between two steps, saves, and exits 130); ``--resume`` continues it to exactly
+the weights of a run never interrupted, and refuses other options or other data.  A NaN/Inf
+loss or gradient stops training with one line and exit 1 (``--on-nonfinite skip`` drops such
+steps instead); the last good checkpoint is kept.  Model files are checked before use: a
+config that does not fit the stored arrays is refused before anything is allocated, and
+NaN/Inf weights are refused.
+
 ``predict DIR [FILE]`` reads one input per line (FILE or standard input; on a line holding a
 TAB only the part before it is read, so a training file can be given as it is) and prints
 ``input<TAB>prediction`` per line, in input order; a blank line gets an empty prediction.
@@ -21,6 +30,9 @@ TAB only the part before it is read, so a training file can be given as it is) a
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,10 +44,12 @@ from .data.tokenize import split_lines
 from .data.vocab import Vocab
 from .models import (ClassifierConfig, Seq2Seq, Seq2SeqConfig, SequenceClassifier,
                      SequenceTagger, TaggerConfig)
-from .models._blocks import CELLS, config_from_json, pad_batch
-from .training_tasks import edit_distance, fit
+from .models._blocks import CELLS, check_stored_params, config_from_json, pad_batch
+from .training_tasks import (NONFINITE_MODES, TrainingError, edit_distance, fit,
+                             load_training_state)
 
 MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
 LEVELS = ("char", "word")
 TASKS = ("classify", "tag", "seq2seq")
 MODEL_CLASSES = {"classify": SequenceClassifier, "tag": SequenceTagger, "seq2seq": Seq2Seq}
@@ -112,7 +126,14 @@ def save_bundle(out_dir: Path, task: str, model, meta_extra: dict) -> Path:
 
 
 def load_bundle(path, task: str):
-    """``(model, meta)`` from a model directory (or file) that ``task train`` wrote."""
+    """``(model, meta)`` from a model directory (or file) that ``task train`` wrote.
+
+    The checksum proves only that the file is as written, not that a hand-made one makes
+    sense, so the description is checked piece by piece: the config, the vocabularies and
+    labels against it, and the stored arrays' shapes against the config *before* the model
+    is built (a forged ``hidden_size`` cannot make it allocate gigabytes), then NaN/Inf.
+    CheckpointError (a ValueError) with one line naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such model directory")
@@ -122,19 +143,58 @@ def load_bundle(path, task: str):
     arrays, meta = load_checkpoint(file)
     kind = meta.get("kind")
     if kind != f"rnnkit.{task}":
-        raise CheckpointError(f"{file}: holds a {kind!r} model, not a {task} model")
+        shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:37] + "..."
+        raise CheckpointError(f"{file}: holds a {shown} model, not a {task} model")
     cls = MODEL_CLASSES[task]
     try:
-        model = cls(config_from_json(cls.config_class, meta["config"]))
+        config = config_from_json(cls.config_class, meta["config"]).validate()
+        _check_description(task, config, meta)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{file}: bad model description ({_one_line(e)})") from None
+    try:
+        check_stored_params(cls.param_shapes(config), arrays)
+    except ValueError as e:
+        raise CheckpointError(f"{file}: {_one_line(e)}") from None
+    try:
+        model = cls(config)
         model.load_params(arrays)
-        if task == "seq2seq":
-            meta["src_vocab"] = Vocab.from_json(meta["src_vocab"])
-            meta["tgt_vocab"] = Vocab.from_json(meta["tgt_vocab"])
-        else:
-            meta["vocab"] = Vocab.from_json(meta["vocab"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{file}: bad model description ({e})") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{file}: {_one_line(e)}") from None
     return model, meta
+
+
+def _check_description(task, config, meta) -> None:
+    """Vocabularies, labels and levels of a model file, each against the config.
+
+    Replaces the vocabularies' JSON in ``meta`` by :class:`Vocab` objects.
+    """
+    if task == "seq2seq":
+        for key, size in (("src_vocab", config.src_vocab_size),
+                          ("tgt_vocab", config.tgt_vocab_size)):
+            meta[key] = Vocab.from_json(meta[key])
+            if len(meta[key]) != size:
+                raise ValueError(f"{key} has {len(meta[key])} tokens, the model {size}")
+        levels = [meta["source_level"], meta["target_level"]]
+    else:
+        meta["vocab"] = Vocab.from_json(meta["vocab"])
+        if len(meta["vocab"]) != config.vocab_size:
+            raise ValueError(f"vocab has {len(meta['vocab'])} tokens, the model "
+                             f"{config.vocab_size}")
+        labels = meta["labels"]
+        n = config.num_classes if task == "classify" else config.num_tags
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ValueError("labels must be a list of strings")
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels, the model predicts {n}")
+        levels = [meta.get("level", "word")]
+    for level in levels:
+        if level not in LEVELS:
+            raise ValueError(f"level must be 'char' or 'word', got {str(level)[:20]!r}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:200] + "..." if len(text) > 200 else text
 
 
 # ---- options -----------------------------------------------------------------------------
@@ -153,11 +213,14 @@ def check_train_args(args):
         _positive(args, name, flag)
     if args.eval_every is not None:
         _positive(args, "eval_every", "--eval-every")
+    _positive(args, "checkpoint_every", "--checkpoint-every")
+    if args.on_nonfinite not in NONFINITE_MODES:
+        raise ValueError(f"--on-nonfinite must be stop or skip, got {args.on_nonfinite!r}")
     if not args.lr > 0 or not np.isfinite(args.lr):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
-    if args.clip is not None and not args.clip > 0:
+    if args.clip is not None and not (args.clip > 0 and math.isfinite(args.clip)):
         raise ValueError(f"--clip must be positive, got {args.clip}")
     for name in ("level", "source_level", "target_level"):
         v = getattr(args, name, None)
@@ -167,8 +230,18 @@ def check_train_args(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
-    if (out / MODEL_FILE).exists() and not args.force:
-        raise ValueError(f"--out {out}: already holds a model; add --force to replace it")
+    has_model, has_state = (out / MODEL_FILE).exists(), (out / CHECKPOINT_FILE).exists()
+    if args.resume:
+        if not has_state:
+            hint = (" (its training ended before a checkpoint was written: start over with "
+                    "--force)" if has_model else "")
+            raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {out}{hint}")
+    elif has_model and not args.force:
+        raise ValueError(f"--out {out}: already holds a model; add --force to replace it"
+                         + (" or --resume to continue its training" if has_state else ""))
+    elif has_state and not args.force:
+        raise ValueError(f"--out {out}: already holds a training run ({CHECKPOINT_FILE}); "
+                         "--resume continues it, --force starts over")
 
 
 def _add_train_options(p, task):
@@ -189,6 +262,12 @@ def _add_train_options(p, task):
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="steps between held-out evaluations (default min(steps, 200))")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
+                   help="steps between saves of the training state (default 500)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in --out")
+    p.add_argument("--on-nonfinite", default="stop", metavar="stop|skip",
+                   help="at a NaN/Inf loss or gradient: stop (default) or skip the step")
     p.add_argument("--force", action="store_true", help="replace a model already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     if task == "classify":
@@ -220,12 +299,67 @@ def register(sub) -> None:
                            help="rank beams by logp / len**this (default 0)")
             q.add_argument("--max-len", type=int, default=None, help="longest output")
         q.set_defaults(func=lambda a, task=task: cmd_predict(a, task))
-        p.set_defaults(func=lambda a, p=p: (p.print_help(), 2)[1])
+        p.set_defaults(func=lambda a, task=task: _no_action(task))
+
+
+def _no_action(task) -> int:
+    print(f"rnnkit {task}: error: choose an action: train or predict", file=sys.stderr)
+    return 2
 
 
 # ---- train -------------------------------------------------------------------------------
+# Options a resumed run may change; every other one must be what the run started with.  The
+# data files may be named differently (another working directory, a copy): what must match
+# is their content, checked by digest.
+RESUMABLE_CHANGES = frozenset({"out", "data", "val", "steps", "eval_every", "checkpoint_every",
+                               "on_nonfinite", "quiet", "force", "resume"})
+
+
 def _log(args):
     return None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def _run_options(args) -> dict:
+    """The train options as JSON, as saved in the checkpoint for ``--resume`` to compare."""
+    return {k: v for k, v in sorted(vars(args).items())
+            if k not in ("func", "command", "action") and not callable(v)}
+
+
+def _digest(examples) -> str | None:
+    """SHA-256 of parsed examples (not of the file: blank lines and the path do not count)."""
+    if examples is None:
+        return None
+    text = json.dumps([[src, out] for _, src, out in examples], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_resume(path, meta, task, options, digests) -> None:
+    run = meta.get("run")
+    if not isinstance(run, dict) or run.get("task") != task:
+        raise ValueError(f"--resume: {path} is not the training state of a {task} model")
+    saved = run.get("options")
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {path} holds no run options")
+    diff = sorted(k for k in options if k not in RESUMABLE_CHANGES and saved.get(k) != options[k])
+    if diff:
+        shown = ", ".join(f"--{k.replace('_', '-')} ({saved.get(k)!r} -> {options[k]!r})"
+                          for k in diff)
+        raise ValueError(f"--resume: options differ from the checkpoint's: {shown}")
+    if run.get("data_sha256") != digests["data_sha256"]:
+        raise ValueError("--resume: the training data differs from the data this run started on")
+    if run.get("val_sha256") != digests["val_sha256"]:
+        raise ValueError("--resume: the validation data differs from the data this run "
+                         "started on" + ("" if digests["val_sha256"] else " (give the same --val)"))
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """The ``.NAME.XXXX.tmp`` files an atomic write leaves when the process is killed midway."""
+    for name in (MODEL_FILE, CHECKPOINT_FILE, "metrics.jsonl"):
+        for tmp in out.glob(f".{name}.*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def cmd_train(args, task) -> int:
@@ -236,6 +370,14 @@ def cmd_train(args, task) -> int:
         levels = ("word", "word")
     train = read_tsv(args.data, task, levels)
     val = read_tsv(args.val, task, levels) if args.val else None
+    out = Path(args.out)
+    ckpt = out / CHECKPOINT_FILE
+    options = _run_options(args)
+    digests = {"data_sha256": _digest(train), "val_sha256": _digest(val)}
+    resume_state = None
+    if args.resume:
+        resume_state = load_training_state(ckpt)
+        _check_resume(ckpt, resume_state[1], task, options, digests)
     src_vocab = Vocab.build(t for _, s, _ in train for t in s)
     dtype = "float32"
     common = dict(embed_dim=args.embed, hidden_size=args.hidden, num_layers=args.layers,
@@ -271,13 +413,16 @@ def cmd_train(args, task) -> int:
 
     xs, ys = encode(train, args.data)
     vxs, vys = encode(val, args.val) if val else (None, None)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    if not args.resume:
+        ckpt.unlink(missing_ok=True)  # a run started over must never resume the old one
     log = _log(args)
     if log:
         log(f"{task}: {len(train)} training examples"
             + (f", {len(val)} held out" if val else "")
-            + f"; {model.num_parameters()} parameters")
+            + f"; {model.num_parameters()} parameters"
+            + (f"; resuming at step {resume_state[1].get('step')}" if resume_state else ""))
 
     def batcher(X, Y):
         def make(idx):
@@ -290,21 +435,42 @@ def cmd_train(args, task) -> int:
             return {"src": ids, "src_lengths": lengths, "targets": [Y[i] for i in idx]}
         return make
 
-    result = fit(model, batcher(xs, ys), len(xs), steps=args.steps, batch_size=args.batch,
-                 lr=args.lr, clip=args.clip, seed=args.seed,
-                 val=(batcher(vxs, vys), len(vxs)) if val else None,
-                 eval_every=args.eval_every, length_fn=lambda i: len(xs[i]), log=log)
+    try:
+        result = fit(model, batcher(xs, ys), len(xs), steps=args.steps, batch_size=args.batch,
+                     lr=args.lr, clip=args.clip, seed=args.seed,
+                     val=(batcher(vxs, vys), len(vxs)) if val else None,
+                     eval_every=args.eval_every, length_fn=lambda i: len(xs[i]), log=log,
+                     on_nonfinite=args.on_nonfinite, checkpoint=ckpt,
+                     checkpoint_every=args.checkpoint_every,
+                     checkpoint_meta={"task": task, "options": options, **digests},
+                     resume_state=resume_state)
+    except TrainingError as e:
+        print(f"rnnkit {task}: error: {e}", file=sys.stderr)
+        return 1
     info = {"steps": result.steps, "seconds": round(result.seconds, 1),
             "train_loss": result.train_loss, "val_loss": result.val_loss,
-            "best_step": result.best_step, "train_file": str(args.data)}
+            "best_step": result.best_step, "skipped_steps": result.skipped,
+            "train_file": str(args.data)}
+    if result.interrupted:
+        # The best weights so far (or the current ones), so the directory is usable as it
+        # is; --resume goes on from the training state, not from this file.
+        meta["info"] = {**info, "interrupted": True}
+        save_bundle(out, task, model, meta)
+        _write_metrics(out, result.history)
+        print(f"interrupted; resume with --resume: step {result.steps} of {args.steps}, "
+              f"training state in {ckpt}")
+        return 130
     if val:
         info.update(evaluate(model, task, vxs, vys))
     meta["info"] = info
     path = save_bundle(out, task, model, meta)
     _write_metrics(out, result.history)
     summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in info.items() if k not in ("train_file",) and v is not None)
-    print(f"saved {path} ({summary})")
+                        for k, v in info.items()
+                        if k not in ("train_file", "skipped_steps") and v is not None)
+    note = (f"; {result.skipped} step(s) skipped for a NaN/Inf loss or gradient"
+            if result.skipped else "")
+    print(f"saved {path} ({summary}){note}")
     return 0
 
 
@@ -364,6 +530,8 @@ def cmd_predict(args, task) -> int:
     if task == "seq2seq":
         if args.beam < 1:
             raise ValueError(f"--beam must be a positive integer, got {args.beam}")
+        if not math.isfinite(args.length_penalty):
+            raise ValueError(f"--length-penalty must be a finite number, got {args.length_penalty}")
         if args.max_len is not None and args.max_len < 1:
             raise ValueError(f"--max-len must be a positive integer, got {args.max_len}")
     model, meta = load_bundle(args.model, task)

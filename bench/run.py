@@ -7,7 +7,7 @@ repeat (so load from other processes hits both alike), after one warm-up each; t
 is the median, and the ratio is PyTorch's median time over rnnkit's (> 1: rnnkit faster).
 Both use every core: PyTorch via ``torch.set_num_threads(os.cpu_count())``, rnnkit's BLAS
 with its default thread count (all cores) for the large products; rnnkit runs small
-per-step recurrent products (< 2^25 multiply-adds) on one BLAS thread (see
+per-step recurrent products (< 2^27 multiply-adds) on one BLAS thread (see
 ``rnnkit.kernels.blas``).
 
 Cases: the char-LM training step (vocab 100, embed 64, 2 layers, hidden 256, batch 32, seq
@@ -334,6 +334,7 @@ def main(argv=None):
     ap.add_argument("--modes", default="lstm,gru,rnn")
     ap.add_argument("--only", default="train,scale,score,generate,memory,startup")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--name", default="results", help="file stem of the outputs in --out")
     ap.add_argument("--threads", type=int, default=0,
                     help="cores for both frameworks (default: all)")
     ap.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "MODE"))
@@ -389,9 +390,9 @@ def main(argv=None):
     payload = {"command": " ".join([Path(sys.executable).name, "bench/run.py", *(argv or sys.argv[1:])]),
                "machine": info, "matmul_gflops": mm, "results": results,
                "loadavg_at_end": os.getloadavg()}
-    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(payload, indent=1))
     md = to_markdown(info, mm, results)
-    (out / "results.md").write_text(md + "\n")
+    (out / f"{args.name}.md").write_text(md + "\n")
     print(md)
     return 0
 

@@ -7,13 +7,18 @@ dropout).  Held-out loss: the last 5% of the text, read as 32 parallel streams w
 carried across chunks of 100, mean nats per character — the same protocol for both.
 
     python bench/lm_quality.py [--steps 2000] [--out bench/lm_quality.json]
+
+The two sides can run as separate processes (``--only rnnkit`` / ``--only torch``, each
+writing its own JSON, then ``--merge``), e.g. side by side on one core each; ``--threads``
+sets both frameworks' thread counts (PyTorch's intra-op pool; for NumPy's OpenBLAS set
+``OPENBLAS_NUM_THREADS`` to the same number).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 import tempfile
 import time
@@ -34,9 +39,10 @@ from rnnkit.lm.train import Trainer, TrainOptions  # noqa: E402
 RECIPE = dict(cell="lstm", layers=2, hidden=256, embed=64, seq_len=100, batch=32, lr=2e-3, clip=5.0)
 
 
-def torch_run(train_ids, val_text, vocab, steps, seed, log):
+def torch_run(train_ids, val_text, vocab, steps, seed, log, threads):
     import torch
 
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     V = len(vocab)
 
@@ -83,40 +89,66 @@ def torch_run(train_ids, val_text, vocab, steps, seed, log):
     return ev["nats_per_token"], elapsed
 
 
+def rnnkit_run(text, steps, seed, log):
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp, "corpus.txt")
+        corpus.write_text(text, encoding="utf-8")
+        opts = TrainOptions(out=str(Path(tmp, "run")), corpus=[str(corpus)], steps=steps,
+                            seed=seed, lr_decay=1.0, eval_every=steps, checkpoint_every=steps,
+                            log_every=100, val_fraction=0.05, **RECIPE)
+        t0 = time.perf_counter()
+        Trainer(opts).run()
+        elapsed = time.perf_counter() - t0
+        b = load_model(opts.out)
+    _, val_text = split_validation(text, 0.05)
+    val = evaluate_text(b.model, b.vocab, CharTokenizer(), val_text, streams=32, seq_len=100)
+    return val["nats_per_token"], elapsed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="threads for each framework")
+    ap.add_argument("--only", choices=["rnnkit", "torch"], default=None)
+    ap.add_argument("--merge", nargs=2, metavar="JSON", help="combine two --only results")
     ap.add_argument("--out", default=str(Path(__file__).parent / "lm_quality.json"))
     args = ap.parse_args()
 
     def log(msg):
         print(msg, flush=True)
 
-    text, info = bench_corpus()
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp, "corpus.txt")
-        corpus.write_text(text, encoding="utf-8")
-        opts = TrainOptions(out=str(Path(tmp, "run")), corpus=[str(corpus)], steps=args.steps,
-                            seed=args.seed, lr_decay=1.0, eval_every=args.steps,
-                            checkpoint_every=args.steps, log_every=100, val_fraction=0.05, **RECIPE)
-        t0 = time.perf_counter()
-        Trainer(opts).run()
-        rk_time = time.perf_counter() - t0
-        b = load_model(opts.out)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        result = {k: v for p in parts for k, v in p.items()}
+    else:
+        if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+            raise SystemExit(f"run with OPENBLAS_NUM_THREADS={args.threads} in the environment "
+                             "(OpenBLAS reads it at import)")
+        text, info = bench_corpus()
         train_text, val_text = split_validation(text, 0.05)
         tok = CharTokenizer()
-        rk_val = evaluate_text(b.model, b.vocab, tok, val_text, streams=32, seq_len=100)["nats_per_token"]
-        train_ids = b.vocab.encode(tok.tokenize(train_text))
-        th_val, th_time = torch_run(train_ids, val_text, b.vocab, args.steps, args.seed, log)
-    result = {"corpus": info, "recipe": RECIPE, "steps": args.steps,
-              "rnnkit_val_nats_per_char": rk_val, "torch_val_nats_per_char": th_val,
-              "difference": rk_val - th_val, "rnnkit_train_seconds": rk_time,
-              "torch_train_seconds": th_time, "vocab_size": len(b.vocab)}
+        from rnnkit.data.vocab import Vocab
+        vocab = Vocab.build(tok.tokenize(train_text))  # exactly the trainer's vocabulary
+        result = {"corpus": info, "recipe": RECIPE, "steps": args.steps, "threads": args.threads,
+                  "vocab_size": len(vocab), "val_protocol": "last 5%, 32 streams, chunks of 100"}
+        if args.only in (None, "rnnkit"):
+            v, t = rnnkit_run(text, args.steps, args.seed, log)
+            result.update(rnnkit_val_nats_per_char=v, rnnkit_train_seconds=t)
+        if args.only in (None, "torch"):
+            train_ids = vocab.encode(tok.tokenize(train_text))
+            v, t = torch_run(train_ids, val_text, vocab, args.steps, args.seed, log,
+                             args.threads or 2)
+            result.update(torch_val_nats_per_char=v, torch_train_seconds=t)
+    if "rnnkit_val_nats_per_char" in result and "torch_val_nats_per_char" in result:
+        result["difference"] = result["rnnkit_val_nats_per_char"] - result["torch_val_nats_per_char"]
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    ok = abs(rk_val - th_val) <= 0.03
-    print(f"rnnkit {rk_val:.4f} vs torch {th_val:.4f} nats/char: |diff| {abs(rk_val - th_val):.4f} "
+    if "difference" not in result:
+        return 0
+    rk, th = result["rnnkit_val_nats_per_char"], result["torch_val_nats_per_char"]
+    ok = abs(rk - th) <= 0.03
+    print(f"rnnkit {rk:.4f} vs torch {th:.4f} nats/char: |diff| {abs(rk - th):.4f} "
           f"{'<=' if ok else '>'} 0.03")
     return 0 if ok else 1
 

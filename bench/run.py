@@ -7,7 +7,7 @@ repeat (so load from other processes hits both alike), after one warm-up each; t
 is the median, and the ratio is PyTorch's median time over rnnkit's (> 1: rnnkit faster).
 Both use every core: PyTorch via ``torch.set_num_threads(os.cpu_count())``, rnnkit's BLAS
 with its default thread count (all cores) for the large products; rnnkit runs small
-per-step recurrent products (< 2^27 multiply-adds) on one BLAS thread (see
+per-step recurrent products (< 2^31 multiply-adds, i.e. all of them here) on one BLAS thread (see
 ``rnnkit.kernels.blas``).
 
 Cases: the char-LM training step (vocab 100, embed 64, 2 layers, hidden 256, batch 32, seq

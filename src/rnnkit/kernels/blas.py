@@ -21,10 +21,11 @@ from contextlib import contextmanager
 
 STEP_THREADS = int(os.environ.get("RNNKIT_STEP_THREADS", "0"))  # 0: by size
 # Per-step multiply-adds from which the step products use all threads.  Measured on the
-# shared 2-core machine (load 5-6): LSTM batch 128, H 256 (2^25 MACs per step) took 1.9-2.4 s
-# per training step on one BLAS thread against 2.7-7.6 s on two, so only products at least
-# 4x that size (hidden 1024) are split.
-SPLIT_MACS = 1 << 27
+# shared 2-core machine (load 4-6), one thread won at every size tried: LSTM batch 128, H 256
+# (2^25 MACs per step) 1.9-2.4 s per training step on one BLAS thread against 2.7-7.6 s on
+# two; LSTM H 1024, batch 32 (2^27) 5.2 s against 18.3 s.  So the threshold sits far above
+# the sizes people train (2^31: e.g. batch 128 at hidden 2048); RNNKIT_STEP_THREADS=2 opts in.
+SPLIT_MACS = 1 << 31
 
 _SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
             ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),

@@ -4,9 +4,9 @@ The per-step products of a recurrent layer are small (e.g. (32, 256) @ (256, 102
 MFLOP).  Split across cores they gain little on an idle machine and lose badly on a busy
 one: OpenBLAS's threads meet at a barrier after every call, and a thread that the OS has
 descheduled stalls every step (measured: 20x slower on a loaded 2-core machine).  So the
-fused driver runs its time loop on one BLAS thread when a step's products are small (fewer
-than ``SPLIT_MACS`` multiply-adds) and on all threads otherwise (batch 128 or hidden 1024
-products are large enough to be worth splitting); the large hoisted products (input
+fused driver runs its time loop on one BLAS thread unless a step's products are enormous
+(``SPLIT_MACS`` multiply-adds; measured below: one thread won even at batch 128 and at
+hidden 1024 on the shared machine); the large hoisted products (input
 projection, weight gradients) always use all of them.  ``RNNKIT_STEP_THREADS=n`` forces n.
 
 This talks to OpenBLAS (NumPy's wheels) through ctypes; with any other BLAS it does nothing.

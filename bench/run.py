@@ -278,7 +278,8 @@ def to_markdown(info, mm, results):
          f"(OpenBLAS threads {info['numpy_blas_threads']}), numba {info['numba']}, "
          f"torch {info['torch']} (threads {info['torch_threads']}); load average at start "
          f"{info['loadavg_at_start']}.", "",
-         f"float32 matmul (1024^3, numpy, all cores) at the start: {mm:.1f} GFLOP/s; each "
+         f"float32 matmul (1024^3, numpy, {info['numpy_blas_threads']} BLAS threads) at the "
+         f"start: {mm:.1f} GFLOP/s; each "
          "training row also times it between its repeats (the % columns use that).", ""]
     tr = [r for r in results if r["kind"] == "train"]
     if tr:

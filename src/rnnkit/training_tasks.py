@@ -42,7 +42,7 @@ import numpy as np
 from . import _checks
 from .checkpoint import (CheckpointError, load_checkpoint, rng_from_json, rng_to_json,
                          save_checkpoint)
-from .lm.train import TrainingError, _StopFlag  # one Ctrl-C contract and one error for all training
+from .training import StopFlag, TrainingError  # one Ctrl-C contract and one error for all training
 from .optim import Adam, clip_grad_norm, grads_finite
 
 STATE_KIND = "rnnkit.task_training"
@@ -293,7 +293,7 @@ def fit(model, make_batch, n_train, *, steps, batch_size=32, lr=1e-3, clip=5.0, 
 
     t0 = time.perf_counter()
     interrupted = False
-    stop_flag = _StopFlag() if checkpoint is not None else contextlib.nullcontext()
+    stop_flag = StopFlag() if checkpoint is not None else contextlib.nullcontext()
     # Overflow is expected when a run diverges; it is detected below and reported in one
     # line, so numpy's warnings would only be noise on the terminal.
     with stop_flag as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore",

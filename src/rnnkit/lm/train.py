@@ -17,8 +17,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +31,11 @@ from ..data.vocab import Vocab
 from ..models.language_model import LanguageModel, LMConfig
 from ..optim import SGD, Adam, ReduceLROnPlateau, clip_grad_norm, grads_finite
 from ..progress import ProgressReporter, plot_metrics
+from ..training import StopFlag, TrainingError  # noqa: F401  (TrainingError is re-exported)
 from .bundle import CHECKPOINT_FILE, MODEL_FILE, bundle_meta, save_model
 from .score import evaluate_text
 
 STATE_KIND = "language_model_training"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, say); the last good checkpoint is kept."""
 
 
 @dataclass
@@ -140,28 +135,6 @@ def load_corpus(opts: TrainOptions) -> tuple[str, str, dict]:
         return text, read_text(opts.val), {**source, "val": str(opts.val)}
     train, val = split_validation(text, opts.val_fraction)
     return train, val, {**source, "val_fraction": opts.val_fraction}
-
-
-class _StopFlag:
-    """Turns Ctrl-C into a request honoured between steps, so no update is left half done."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 def _state_arrays(state) -> dict:
@@ -359,7 +332,7 @@ class Trainer:
         try:
             # Overflow is expected when a run diverges; it is detected below and reported in
             # one line, so numpy's warnings would only be noise on the terminal.
-            with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore",
+            with StopFlag() as stop, np.errstate(over="ignore", invalid="ignore",
                                                   divide="ignore", under="ignore"):
                 while step < o.steps:
                     k = step % batcher.n_chunks

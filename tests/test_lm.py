@@ -220,3 +220,17 @@ def test_vocab_round_trip_in_model_file(trained):
     b = load_model(trained[0])
     assert isinstance(b.vocab, Vocab) and isinstance(b.tokenizer, CharTokenizer)
     assert b.info["options"]["hidden"] == 32
+
+
+def test_validation_scores_unknown_tokens_as_one_token(trained):
+    # The trainer evaluates held-out ids directly: an unseen character is one <unk>, not the
+    # five characters of the string "<unk>" that a decode/re-tokenize round trip would give.
+    from rnnkit.lm.score import evaluate_ids
+    b = load_model(trained[0])
+    text = "the cat sat on the zoo!\n"
+    ids = b.vocab.encode(b.tokenizer.tokenize(text))
+    assert (ids == b.vocab.unk_id).sum() == 2
+    total = evaluate_ids(b.model, ids, b.vocab.eos_id)
+    ev = evaluate_text(b.model, b.vocab, b.tokenizer, text)
+    assert ev["tokens"] == ids.size == len(text)
+    assert math.isclose(ev["logprob"], total, rel_tol=1e-12)

@@ -76,6 +76,35 @@ def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int =
     return results
 
 
+def evaluate_ids(model, ids: np.ndarray, eos_id: int, streams: int = 1, seq_len: int = 256) -> float:
+    """Total log-probability (nats) of token ids (M,) read from an ``<eos>`` context, as
+    ``streams`` contiguous pieces in parallel with the state carried across chunks of
+    ``seq_len``; see :func:`evaluate_text`."""
+    streams = _checks.check_positive_int(streams, "streams")
+    seq_len = _checks.check_positive_int(seq_len, "seq-len")
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("the text to evaluate holds no token")
+    inputs = np.concatenate([[eos_id], ids[:-1]])
+    M = ids.size
+    S = min(streams, M)
+    per = -(-M // S)  # ceil: each stream's length, the last one padded and masked
+    pad = per * S - M
+    x = np.concatenate([inputs, np.full(pad, eos_id)]).reshape(S, per)
+    y = np.concatenate([ids, np.full(pad, eos_id)]).reshape(S, per)
+    valid = np.concatenate([np.ones(M, bool), np.zeros(pad, bool)]).reshape(S, per)
+    # Every stream but the first starts at a fresh <eos> context, like a sentence.
+    x[1:, 0] = eos_id
+    total = 0.0
+    state = None
+    for t0 in range(0, per, seq_len):
+        lp, state = model.log_probs(x[:, t0 : t0 + seq_len], state)
+        yy = y[:, t0 : t0 + seq_len]
+        got = np.take_along_axis(lp, yy[..., None], axis=-1)[..., 0].astype(np.float64)
+        total += float(got[valid[:, t0 : t0 + seq_len]].sum())
+    return total
+
+
 def evaluate_text(model, vocab: Vocab, tokenizer, text: str, streams: int = 1,
                   seq_len: int = 256) -> dict:
     """Whole-text evaluation with the state carried from chunk to chunk.
@@ -85,28 +114,9 @@ def evaluate_text(model, vocab: Vocab, tokenizer, text: str, streams: int = 1,
     state).  Returns ``tokens`` (predictions), ``nats_per_token``, ``perplexity``,
     ``bits_per_char``, ``logprob``, ``log10``, ``characters``, ``unknown``.
     """
-    streams = _checks.check_positive_int(streams, "streams")
-    seq_len = _checks.check_positive_int(seq_len, "seq-len")
     tokens, ids, unknown = _encode_lines(vocab, tokenizer, text)
-    if ids.size == 0:
-        raise ValueError("the text to evaluate holds no token")
-    inputs = np.concatenate([[vocab.eos_id], ids[:-1]])
+    total = evaluate_ids(model, ids, vocab.eos_id, streams, seq_len)
     M = ids.size
-    S = min(streams, M)
-    per = -(-M // S)  # ceil: each stream's length, the last one padded and masked
-    pad = per * S - M
-    x = np.concatenate([inputs, np.full(pad, vocab.eos_id)]).reshape(S, per)
-    y = np.concatenate([ids, np.full(pad, vocab.eos_id)]).reshape(S, per)
-    valid = np.concatenate([np.ones(M, bool), np.zeros(pad, bool)]).reshape(S, per)
-    # Every stream but the first starts at a fresh <eos> context, like a sentence.
-    x[1:, 0] = vocab.eos_id
-    total = 0.0
-    state = None
-    for t0 in range(0, per, seq_len):
-        lp, state = model.log_probs(x[:, t0 : t0 + seq_len], state)
-        yy = y[:, t0 : t0 + seq_len]
-        got = np.take_along_axis(lp, yy[..., None], axis=-1)[..., 0].astype(np.float64)
-        total += float(got[valid[:, t0 : t0 + seq_len]].sum())
     chars = sum(len(line) + 1 for line in split_lines(text))
     nats = -total / M
     return {

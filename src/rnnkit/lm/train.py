@@ -33,7 +33,7 @@ from ..optim import SGD, Adam, ReduceLROnPlateau, clip_grad_norm, grads_finite
 from ..progress import ProgressReporter, plot_metrics
 from ..training import StopFlag, TrainingError  # noqa: F401  (TrainingError is re-exported)
 from .bundle import CHECKPOINT_FILE, MODEL_FILE, bundle_meta, save_model
-from .score import evaluate_text
+from .score import evaluate_ids
 
 STATE_KIND = "language_model_training"
 
@@ -296,8 +296,6 @@ class Trainer:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run's own history
         info = {"source": source, "train_tokens": int(train_ids.size),
                 "val_tokens": int(val_ids.size), "options": o.to_json()}
-        tok = get_tokenizer(o.level)
-        val_text_eval = tok.detokenize(vocab.decode(val_ids))
 
         def save_training_state():
             arrays = {f"param/{k}": np.ascontiguousarray(v) for k, v in model.params.items()}
@@ -318,8 +316,10 @@ class Trainer:
             save_checkpoint(ckpt_path, arrays, meta)
 
         def validate() -> float:
-            return evaluate_text(model, vocab, tok, val_text_eval, streams=min(o.batch, 64),
-                                 seq_len=o.seq_len)["nats_per_token"]
+            # The ids themselves: no re-tokenizing, and <unk> stays one token.
+            total = evaluate_ids(model, val_ids, vocab.eos_id, streams=min(o.batch, 64),
+                                 seq_len=o.seq_len)
+            return -total / val_ids.size
 
         reporter = ProgressReporter(o.steps, self.out, start_step=step, stream=self.stream,
                                     tty=self.tty)

@@ -29,14 +29,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# The modules whose ``register(subparsers)`` adds commands, in ``--help`` order.
+COMMAND_MODULES = ("cli_lm", "cli_tasks")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_lm, cli_tasks
+    import importlib
 
     parser = _Parser(prog="rnnkit", description="Recurrent neural network toolkit.")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    cli_lm.register(sub)
-    cli_tasks.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 
 

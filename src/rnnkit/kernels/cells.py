@@ -190,10 +190,11 @@ class FusedGRUResetBefore(FusedCell):
 
 
 def make_fused_cell(mode: str, *, nonlinearity: str = "tanh", reset_after: bool = True):
+    from ..cells import check_cell
+
+    check_cell(mode)  # one registry of cell names: rnnkit.cells.CELLS
     if mode == "lstm":
         return FusedLSTM()
     if mode == "gru":
         return FusedGRU() if reset_after else FusedGRUResetBefore()
-    if mode == "rnn":
-        return FusedRNN(nonlinearity)
-    raise ValueError(f"unknown cell {mode!r}: expected 'rnn', 'gru' or 'lstm'")
+    return FusedRNN(nonlinearity)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _checks
 from .. import kernels
-from ..cells import make_cell
+from ..cells import check_cell, make_cell
 from ..recurrent import (gather_time, reverse_index, run_backward, run_backward_fused,
                          run_forward, run_forward_fused, time_mask)
 
@@ -87,8 +87,7 @@ class RecurrentLayer:
                  forget_bias=0.0, dtype=np.float32, seed=None, mode=None, backend="auto"):
         if mode is not None:
             self.mode = mode
-        if self.mode not in ("rnn", "gru", "lstm"):
-            raise ValueError(f"unknown cell {self.mode!r}: expected 'rnn', 'gru' or 'lstm'")
+        check_cell(self.mode)
         self.input_size = _checks.check_positive_int(input_size, "input_size")
         self.hidden_size = _checks.check_positive_int(hidden_size, "hidden_size")
         self.num_layers = _checks.check_positive_int(num_layers, "num_layers")

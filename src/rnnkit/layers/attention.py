@@ -1,0 +1,195 @@
+"""Attention over a source sequence: additive (Bahdanau et al. 2015) and general (Luong et
+al. 2015) scoring, with an exact hand-written backward.
+
+For a query q (the decoder's state, size Hq) and the encoder's outputs m_1..m_S (the memory,
+size Hs each)::
+
+    additive:  e_s = v . tanh(W_k m_s + W_q q)        params key_weight (A, Hs),
+                                                       query_weight (A, Hq), v (A,)
+    general:   e_s = q . (W_a m_s)                    params weight (Hq, Hs)
+    alpha = softmax(e) over the valid positions s < length   (padding gets exactly 0)
+    context = sum_s alpha_s m_s                                 (Hs,)
+
+The part that depends only on the memory (``W_k m_s`` or ``W_a m_s``: the "keys") is one
+matrix product for all N*S positions in :meth:`Attention.prepare`, made once per source
+batch; a decoder step then scores all S positions of all N rows with one batched product
+(DESIGN principle 4).  Padded positions get a score of -inf, so exp() gives them exactly 0
+weight and they receive no gradient.
+
+Contract (cs231n style, like the cells): ``prepare(memory, lengths) -> prep``;
+``step(q, prep) -> (context, alpha, cache)``; ``step_backward(dcontext, cache, acc) -> dq``
+adds the memory-side gradients into an accumulator ``acc`` (from :meth:`new_accumulator`),
+and ``prepare_backward(acc, prep)`` turns it into ``(dmemory, grads)`` keyed like
+``params`` after the time loop.  ``forward``/``backward`` run every query of a sequence
+(no input feeding) through the same steps.
+
+Shapes: N batch, S source time, M query (target) time, Hq query size, Hs memory size,
+A attention size (additive).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks
+
+KINDS = ("additive", "general")
+
+
+def check_kind(kind) -> str:
+    """The attention kind, checked: 'additive' or 'general' (ValueError otherwise)."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"unknown attention {str(kind)[:40]!r}: expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def attention_shapes(kind, query_size, memory_size, attn_size) -> dict:
+    """Parameter name -> shape, from the sizes alone (nothing is allocated)."""
+    if check_kind(kind) == "additive":
+        return {"key_weight": (attn_size, memory_size), "query_weight": (attn_size, query_size),
+                "v": (attn_size,)}
+    return {"weight": (query_size, memory_size)}
+
+
+class Prepared:
+    """A source batch made ready for attention: memory (N, S, Hs), keys (N, S, A or Hq), the
+    additive score mask (N, S) (0 at valid positions, -inf at padding), lengths (N,)."""
+
+    __slots__ = ("memory", "keys", "neg", "lengths")
+
+    def __init__(self, memory, keys, neg, lengths):
+        self.memory, self.keys, self.neg, self.lengths = memory, keys, neg, lengths
+
+    def take(self, rows):
+        """The rows ``rows`` (beam search: a hypothesis per row follows its sentence)."""
+        return Prepared(self.memory[rows], self.keys[rows], self.neg[rows], self.lengths[rows])
+
+
+class Accumulator:
+    """Gradients summed over a decoder's steps before :meth:`Attention.prepare_backward`."""
+
+    __slots__ = ("dkeys", "dmemory", "grads")
+
+    def __init__(self, prep: Prepared, params: dict):
+        self.dkeys = np.zeros_like(prep.keys)
+        self.dmemory = np.zeros_like(prep.memory)
+        self.grads = {k: np.zeros_like(v) for k, v in params.items() if k in ("query_weight", "v")}
+
+
+class Attention:
+    """Attention of a query (N, Hq) over a memory (N, S, Hs).
+
+    Args:
+        kind: 'additive' (Bahdanau) or 'general' (Luong's multiplicative form).
+        query_size: Hq.  memory_size: Hs.  attn_size: A (additive only; default Hq).
+        dtype, seed: as the other layers (uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) init).
+    """
+
+    def __init__(self, kind, query_size, memory_size, attn_size=None, *, dtype=np.float32,
+                 seed=None):
+        self.kind = check_kind(kind)
+        self.query_size = _checks.check_positive_int(query_size, "query_size")
+        self.memory_size = _checks.check_positive_int(memory_size, "memory_size")
+        self.attn_size = _checks.check_positive_int(attn_size or query_size, "attn_size")
+        self.dtype = np.dtype(dtype)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        fan_in = {"key_weight": memory_size, "query_weight": query_size, "v": self.attn_size,
+                  "weight": memory_size}
+        self.params = {}
+        for name, shape in attention_shapes(kind, query_size, memory_size, self.attn_size).items():
+            k = 1.0 / np.sqrt(fan_in[name])
+            self.params[name] = rng.uniform(-k, k, shape).astype(self.dtype)
+
+    # ---- the memory side, once per source batch -----------------------------------------
+    def prepare(self, memory, lengths=None) -> Prepared:
+        """memory (N, S, Hs), lengths (N,) in [1, S] or None -> :class:`Prepared`."""
+        memory = _checks.as_float_array(memory, "memory", 3, self.dtype, "N, S, Hs")
+        N, S, Hs = memory.shape
+        if Hs != self.memory_size:
+            raise ValueError(f"memory must have shape (N, S, {self.memory_size}) (N, S, Hs), "
+                             f"got {memory.shape}")
+        lengths = (np.full(N, S, dtype=np.int64) if lengths is None
+                   else _checks.check_lengths(lengths, N, S))
+        w = self.params["key_weight" if self.kind == "additive" else "weight"]
+        keys = (memory.reshape(N * S, Hs) @ w.T).reshape(N, S, -1)
+        neg = np.where(np.arange(S)[None, :] < lengths[:, None], 0.0, -np.inf).astype(self.dtype)
+        return Prepared(memory, keys, neg, lengths)
+
+    def new_accumulator(self, prep: Prepared) -> Accumulator:
+        return Accumulator(prep, self.params)
+
+    def prepare_backward(self, acc: Accumulator, prep: Prepared):
+        """-> ``(dmemory (N, S, Hs), grads)`` from the summed step gradients."""
+        N, S, Hs = prep.memory.shape
+        name = "key_weight" if self.kind == "additive" else "weight"
+        w = self.params[name]
+        dk = acc.dkeys.reshape(N * S, -1)
+        grads = dict(acc.grads)
+        grads[name] = dk.T @ prep.memory.reshape(N * S, Hs)
+        dmemory = acc.dmemory + (dk @ w).reshape(N, S, Hs)
+        return dmemory, {k: grads[k] for k in self.params}
+
+    # ---- one query step ------------------------------------------------------------------
+    def step(self, q, prep: Prepared):
+        """q (N, Hq) -> ``(context (N, Hs), alpha (N, S), cache)``."""
+        if self.kind == "additive":
+            qp = q @ self.params["query_weight"].T  # (N, A)
+            t = np.tanh(prep.keys + qp[:, None, :])  # (N, S, A)
+            e = t @ self.params["v"]  # (N, S): all positions in one product
+        else:
+            t = None
+            e = np.matmul(prep.keys, q[:, :, None])[:, :, 0]
+        e += prep.neg
+        e -= e.max(axis=1, keepdims=True)
+        alpha = np.exp(e)
+        alpha /= alpha.sum(axis=1, keepdims=True)
+        context = np.matmul(alpha[:, None, :], prep.memory)[:, 0]
+        return context, alpha, (q, t, alpha, prep)
+
+    def step_backward(self, dcontext, cache, acc: Accumulator):
+        """dL/dcontext (N, Hs) -> dL/dq (N, Hq); memory-side gradients go into ``acc``."""
+        q, t, alpha, prep = cache
+        dalpha = np.matmul(prep.memory, dcontext[:, :, None])[:, :, 0]  # (N, S)
+        acc.dmemory += alpha[:, :, None] * dcontext[:, None, :]
+        # Softmax backward; padded positions have alpha = 0 and so get de = 0.
+        de = alpha * (dalpha - (alpha * dalpha).sum(axis=1, keepdims=True))
+        if self.kind == "additive":
+            v = self.params["v"]
+            dpre = de[:, :, None] * v * (1.0 - t * t)  # (N, S, A)
+            acc.dkeys += dpre
+            acc.grads["v"] += np.einsum("ns,nsa->a", de, t)
+            dqp = dpre.sum(axis=1)  # (N, A)
+            acc.grads["query_weight"] += dqp.T @ q
+            return dqp @ self.params["query_weight"]
+        acc.dkeys += de[:, :, None] * q[:, None, :]
+        return np.matmul(de[:, None, :], prep.keys)[:, 0]
+
+    # ---- a whole query sequence (no input feeding) ---------------------------------------
+    def forward(self, queries, memory, lengths=None):
+        """queries (N, M, Hq), memory (N, S, Hs) -> ``((context (N, M, Hs), alpha (N, M, S)),
+        cache)``."""
+        queries = _checks.as_float_array(queries, "queries", 3, self.dtype, "N, M, Hq")
+        prep = self.prepare(memory, lengths)
+        N, M, _ = queries.shape
+        if queries.shape[0] != prep.memory.shape[0] or queries.shape[2] != self.query_size:
+            raise ValueError(f"queries must have shape ({prep.memory.shape[0]}, M, "
+                             f"{self.query_size}) (N, M, Hq), got {queries.shape}")
+        S = prep.memory.shape[1]
+        context = np.empty((N, M, self.memory_size), dtype=self.dtype)
+        alpha = np.empty((N, M, S), dtype=self.dtype)
+        caches = []
+        for m in range(M):
+            context[:, m], alpha[:, m], c = self.step(queries[:, m], prep)
+            caches.append(c)
+        return (context, alpha), (prep, caches)
+
+    def backward(self, dcontext, cache):
+        """dcontext (N, M, Hs) -> ``(dqueries (N, M, Hq), dmemory (N, S, Hs), grads)``."""
+        prep, caches = cache
+        acc = self.new_accumulator(prep)
+        N, M = dcontext.shape[:2]
+        dq = np.empty((N, M, self.query_size), dtype=self.dtype)
+        for m in range(M - 1, -1, -1):
+            dq[:, m] = self.step_backward(dcontext[:, m], caches[m], acc)
+        dmemory, grads = self.prepare_backward(acc, prep)
+        return dq, dmemory, grads

@@ -1,108 +1,141 @@
-"""How many threads NumPy's BLAS may use, switched around the time loop.
+"""The thread plan of the fused time loop, and BLAS thread limits through ``threadpoolctl``.
 
 The per-step products of a recurrent layer are small (e.g. (32, 256) @ (256, 1024), 17
-MFLOP).  Split across cores they gain little on an idle machine and lose badly on a busy
-one: OpenBLAS's threads meet at a barrier after every call, and a thread that the OS has
-descheduled stalls every step (measured: 20x slower on a loaded 2-core machine).  On an idle
-machine, though, splitting them wins (char-LM LSTM training step 1.16x -> 1.43x PyTorch,
-scoring 0.72x -> 0.96x, both cores each, bench/RESULTS.md).  So the fused driver splits a
-step's products across all threads when they are worth it (``SPLIT_MACS`` multiply-adds) and
-the machine is not oversubscribed (1-minute load average below the core count + 0.5 — our
-own threads included), else runs its time loop on one BLAS thread; the large hoisted products
-(input projection, weight gradients) always use all of them.  ``RNNKIT_STEP_THREADS=n``
-forces n.
+MFLOP).  Split across cores by the BLAS they gain little: its threads meet at a barrier after
+every call while the gate kernel runs on one core, and a thread that the OS has descheduled
+stalls every step (measured: 20x slower on a loaded 2-core machine).  So the fused driver
+splits the *batch* instead: ``workers`` threads each run the whole sequence over their own
+rows — recurrent product on one BLAS thread, then the gate kernel, both releasing the GIL —
+with no synchronisation per time step (rows of a batch never interact in the recurrence).
+The large hoisted products (input projection, weight gradients) keep all BLAS threads.
 
-This talks to OpenBLAS (NumPy's wheels) through ctypes; with any other BLAS it does nothing.
-The setting is process-wide, like the BLAS's own.
+The plan depends on the machine's load (one worker when the 1-minute load average says
+every core is taken — our own threads included), so it is visible: :func:`describe` gives
+one line (``rnnkit train`` prints it once), and ``RNNKIT_STEP_THREADS=n`` overrides it (n
+workers, 1 BLAS thread each).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-STEP_THREADS = int(os.environ.get("RNNKIT_STEP_THREADS", "0"))  # 0: by size
-# Per-step multiply-adds from which the step products may use all threads: the char-LM step
-# (32 x 256 x 1024 = 2^23) splits, batch-1 generation (2^18) does not.  On the shared 2-core
-# machine (load 4-6) one thread won at every size tried (LSTM batch 128, H 256: 1.9-2.4 s per
-# training step on one BLAS thread against 2.7-7.6 s on two; H 1024: 5.2 s against 18.3 s),
-# hence the load check in step_threads.
+ENV = "RNNKIT_STEP_THREADS"
+# Fewer rows than this per worker and the handoff costs more than the split gains.
+MIN_ROWS = 4
+# With one worker: per-step multiply-adds from which the step product may use every BLAS
+# thread (batch-1 generation at H 1024 is 4M MACs; the char-LM step is split by rows instead).
 SPLIT_MACS = 1 << 22
 
-_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-            ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-            ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-            ("openblas_set_num_threads", "openblas_get_num_threads"))
-_api = None
 
-
-def _load():
-    global _api
-    if _api is not None:
-        return _api
-    _api = False
+def _env_threads() -> int:
+    """RNNKIT_STEP_THREADS as an int >= 0 (0 or unset: by the plan); ValueError naming it."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return 0
     try:
-        import numpy  # noqa: F401  (loads the BLAS)
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENV} must be a whole number of threads >= 0, got {raw!r}") from None
+    if n < 0:
+        raise ValueError(f"{ENV} must be a whole number of threads >= 0, got {raw!r}")
+    return n
 
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()
-                            and ln.split()[-1].startswith("/")})
-    except OSError:
-        return _api
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _SYMBOLS:
-            if hasattr(lib, set_name) and hasattr(lib, get_name):
-                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                getter.argtypes, getter.restype = [], ctypes.c_int
-                _api = (setter, getter)
-                return _api
-    return _api
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average here
+        return None
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How a time loop over N rows runs: ``workers`` threads, each over a contiguous share
+    of the rows, each step product on ``blas`` BLAS threads (0: the BLAS's own setting)."""
+
+    workers: int
+    blas: int
+    reason: str
+
+    def shares(self, N: int) -> list[tuple[int, int]]:
+        """Row ranges [n0, n1) of the workers, as equal as can be."""
+        k = max(1, min(self.workers, N))
+        edges = [N * i // k for i in range(k + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def describe(self) -> str:
+        blas = "all BLAS threads" if self.blas == 0 else f"{self.blas} BLAS thread" + \
+            ("s" if self.blas > 1 else "")
+        return (f"time loop on {self.workers} thread{'s' if self.workers > 1 else ''} "
+                f"(batch rows split), {blas} per step product ({self.reason})")
+
+
+def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
+    """The plan for a time loop over N rows whose step products do ``macs`` multiply-adds.
+
+    ``load`` (tests) replaces the measured 1-minute load average."""
+    forced = _env_threads()
+    if forced:
+        return ThreadPlan(max(1, min(forced, N)), 1, f"{ENV}={forced}")
+    c = cores()
+    load = load_average() if load is ... else load
+    if c < 2:
+        return ThreadPlan(1, 1, "one core")
+    if load is None or load >= c + 0.5:
+        why = "no load average" if load is None else f"load {load:.1f} on {c} cores"
+        return ThreadPlan(1, 1, why + ": one thread")
+    workers = min(c, N // MIN_ROWS)
+    if workers >= 2:
+        return ThreadPlan(workers, 1, f"load {load:.1f} on {c} cores, N={N}")
+    if macs >= SPLIT_MACS:
+        return ThreadPlan(1, 0, f"N={N} too small to split, large step product")
+    return ThreadPlan(1, 1, f"N={N} too small to split")
+
+
+def describe(N: int, hidden: int, gates: int) -> str:
+    """One line: the plan a training or scoring loop with batch N and hidden size H gets now."""
+    return plan(N, N * gates * hidden * hidden).describe()
+
+
+_controller = None
+
+
+def _blas_controller():
+    """threadpoolctl's handle on the BLAS libraries loaded now (made once, after NumPy)."""
+    global _controller
+    if _controller is None:
+        import numpy  # noqa: F401  (loads the BLAS)
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
 
 
 def get_threads() -> int | None:
-    """BLAS threads now, or None if the BLAS is not OpenBLAS."""
-    api = _load()
-    return api[1]() if api else None
-
-
-def step_threads(macs: int) -> int:
-    """BLAS threads for a time loop whose step products do ``macs`` multiply-adds (0: all)."""
-    if STEP_THREADS > 0:
-        return STEP_THREADS
-    if macs < SPLIT_MACS or _oversubscribed():
-        return 1
-    return 0
-
-
-def _oversubscribed() -> bool:
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1) + 0.5
-    except (AttributeError, OSError):  # no load average on this platform: stay safe
-        return True
+    """BLAS threads now (the largest over the loaded BLAS libraries), or None if none found."""
+    libs = _blas_controller().lib_controllers
+    return max((lib.num_threads for lib in libs), default=None)
 
 
 @contextmanager
-def threads(n: int | None = None):
-    """Run the block with ``n`` BLAS threads (default ``STEP_THREADS``), then restore.
-
-    n = 0 leaves the BLAS as it is (all threads)."""
-    api = _load()
-    n = STEP_THREADS if n is None else n
-    if not api or n <= 0:
+def threads(n: int):
+    """Run the block with ``n`` BLAS threads, then restore; n = 0 leaves the BLAS as it is."""
+    if n <= 0:
         yield
         return
-    before = api[1]()
-    if before == n:
+    ctl = _blas_controller()
+    if not ctl.lib_controllers or all(lib.num_threads == n for lib in ctl.lib_controllers):
         yield
         return
-    api[0](n)
-    try:
+    with ctl.limit(limits=n):
         yield
-    finally:
-        api[0](before)

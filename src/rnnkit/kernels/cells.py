@@ -1,19 +1,23 @@
 """Fused cells: the per-step sequence (recurrent GEMM via BLAS, then one Numba gate kernel)
 behind the small interface the fused driver in :mod:`rnnkit.recurrent` calls.
 
-A fused cell keeps no state; everything of one run lives in a work object ``w`` that the
-driver fills (T, N, H, dtype, pos, lens, xsrc, xidx, act, hh, ch, out, w_hh, b, store, ...;
-see :mod:`.lstm` for the layouts).  ``begin_forward`` / ``begin_backward`` allocate the cell's
-buffers once per run — no per-step temporaries; ``forward_step(w, t, ti, to)`` /
-``backward_step(w, t)`` do one time step; ``grads`` turns the gate gradients of all steps
-(step order) into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh), one product each.
+A fused cell keeps no state; everything of one run lives in a
+:class:`rnnkit.recurrent.FusedWork` ``w`` (its fields state their shapes; layouts in
+:mod:`.lstm`).  ``begin_forward`` / ``begin_backward`` allocate the cell's buffers once per
+run — no per-step temporaries; ``forward_step(w, t, ti, to, n0, n1)`` /
+``backward_step(w, t, n0, n1)`` do one time step for batch rows [n0, n1) (threads over
+disjoint row ranges run whole sequences side by side); ``grads`` turns the gate gradients of
+all steps (step order) into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh), one
+product each.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .gru import grub_bwd_a, grub_bwd_b, grub_fwd_a, grub_fwd_b, gru_bwd, gru_fwd
+from .gru import (gru_reset_after_bwd, gru_reset_after_fwd, gru_reset_before_bwd_candidate,
+                  gru_reset_before_bwd_reset, gru_reset_before_fwd_gates,
+                  gru_reset_before_fwd_state)
 from .lstm import lstm_bwd, lstm_fwd
 from .rnn import rnn_bwd, rnn_fwd
 
@@ -36,8 +40,8 @@ class FusedCell:
     def _reuse(w, name, shape):
         """In release mode (forward direction only, see run_backward_fused) the saved buffer
         ``name`` when it has ``shape``: each backward step reads its row before writing it."""
-        if getattr(w, "release", False):
-            a = getattr(w, name, None)
+        if w.release:
+            a = getattr(w, name)
             if a is not None and a.shape == shape and a.flags.c_contiguous:
                 return a
         return np.empty(shape, dtype=w.dtype)
@@ -51,19 +55,19 @@ class FusedLSTM(FusedCell):
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 4 * w.H), dtype=w.dtype)
 
-    def forward_step(self, w, t, ti, to):
-        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
-        lstm_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
+    def forward_step(self, w, t, ti, to, n0, n1):
+        np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
+        lstm_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
                  w.act, w.store)
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 4 * w.H))
-        w.gscratch = np.empty(4 * w.H, dtype=w.dtype)
+        w.scratch = np.empty((w.N, 4 * w.H), dtype=w.dtype)
 
-    def backward_step(self, w, t):
-        lstm_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch, w.dG,
-                 w.gscratch)
-        np.matmul(w.dG[t], w.w_hh, out=w.dhrec)
+    def backward_step(self, w, t, n0, n1):
+        lstm_bwd(t, n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc, w.act, w.ch,
+                 w.dG, w.scratch)
+        np.matmul(w.dG[t, n0:n1], w.w_hh, out=w.dhrec[n0:n1])
 
     def grads(self, w):
         d2 = w.dG.reshape(-1, 4 * w.H)
@@ -81,18 +85,20 @@ class FusedRNN(FusedCell):
     def begin_forward(self, w):
         w.gh = np.empty((w.N, w.H), dtype=w.dtype)
 
-    def forward_step(self, w, t, ti, to):
-        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
-        rnn_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh, w.out)
+    def forward_step(self, w, t, ti, to, n0, n1):
+        np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
+        rnn_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh,
+                w.out)
 
     def begin_backward(self, w):
         # Nothing but the history is saved, so in release mode dG goes over dout.
         w.dG = self._reuse(w, "dout", (w.T, w.N, w.H)) if w.has_dout else \
             np.empty((w.T, w.N, w.H), dtype=w.dtype)
 
-    def backward_step(self, w, t):
-        rnn_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu, w.hh, w.dG)
-        np.matmul(w.dG[t], w.w_hh, out=w.dhrec)
+    def backward_step(self, w, t, n0, n1):
+        rnn_bwd(t, n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu, w.hh,
+                w.dG)
+        np.matmul(w.dG[t, n0:n1], w.w_hh, out=w.dhrec[n0:n1])
 
     def grads(self, w):
         d2 = w.dG.reshape(-1, w.H)
@@ -108,24 +114,24 @@ class FusedGRU(FusedCell):
 
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 3 * w.H), dtype=w.dtype)
-        w.xbuf = np.empty(3 * w.H, dtype=w.dtype)
+        w.xbuf = np.empty((w.N, 3 * w.H), dtype=w.dtype)
         self._stored(w, "ghns", (w.T, w.N, w.H))
 
-    def forward_step(self, w, t, ti, to):
-        np.matmul(w.hh[ti], w.w_hh_t, out=w.gh)
-        gru_fwd(t, ti, to, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.out, w.act,
-                w.ghns, w.xbuf, w.store)
+    def forward_step(self, w, t, ti, to, n0, n1):
+        np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
+        gru_reset_after_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
+                            w.out, w.act, w.ghns, w.xbuf, w.store)
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 3 * w.H))
         w.dGHn = self._reuse(w, "ghns", (w.T, w.N, w.H))
-        w.gscratch = np.empty(3 * w.H, dtype=w.dtype)
+        w.scratch = np.empty((w.N, 3 * w.H), dtype=w.dtype)
         w.dGs = np.empty((w.N, 3 * w.H), dtype=w.dtype)
 
-    def backward_step(self, w, t):
-        gru_bwd(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.ghns, w.hh,
-                w.dG, w.dGHn, w.dGs, w.gscratch)
-        np.matmul(w.dGs, w.w_hh, out=w.dhrec)
+    def backward_step(self, w, t, n0, n1):
+        gru_reset_after_bwd(t, n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act,
+                            w.ghns, w.hh, w.dG, w.dGHn, w.dGs, w.scratch)
+        np.matmul(w.dGs[n0:n1], w.w_hh, out=w.dhrec[n0:n1])
 
     def grads(self, w):
         H = w.H
@@ -156,13 +162,13 @@ class FusedGRUResetBefore(FusedCell):
         w.rh = np.empty((N, H), dtype=dt)
         self._stored(w, "rhs", (w.T, N, H))
 
-    def forward_step(self, w, t, ti, to):
-        np.matmul(w.hh[ti], w.w_rz_t, out=w.grz)
-        grub_fwd_a(t, ti, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.b, w.hh, w.xbuf, w.rz, w.rh,
-                   w.act, w.rhs, w.store)
-        np.matmul(w.rh, w.w_n_t, out=w.ghn)
-        grub_fwd_b(t, ti, to, w.pos, w.lens, w.ghn, w.b, w.hh, w.xbuf, w.rz, w.out, w.act,
-                   w.store)
+    def forward_step(self, w, t, ti, to, n0, n1):
+        np.matmul(w.hh[ti, n0:n1], w.w_rz_t, out=w.grz[n0:n1])
+        gru_reset_before_fwd_gates(t, ti, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.b,
+                                   w.hh, w.xbuf, w.rz, w.rh, w.act, w.rhs, w.store)
+        np.matmul(w.rh[n0:n1], w.w_n_t, out=w.ghn[n0:n1])
+        gru_reset_before_fwd_state(t, ti, to, n0, n1, w.pos, w.lens, w.ghn, w.b, w.hh, w.xbuf,
+                                   w.rz, w.out, w.act, w.store)
 
     def begin_backward(self, w):
         N, H, dt = w.N, w.H, w.dtype
@@ -173,12 +179,13 @@ class FusedGRUResetBefore(FusedCell):
         w.w_rz = w.w_hh[: 2 * H]
         w.w_n = w.w_hh[2 * H:]
 
-    def backward_step(self, w, t):
-        grub_bwd_a(t, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.act, w.hh, w.dG,
-                   w.dn_s)
-        np.matmul(w.dn_s, w.w_n, out=w.drh)
-        grub_bwd_b(t, w.pos, w.lens, w.drh, w.dhd, w.act, w.hh, w.dG, w.drz)
-        np.matmul(w.drz, w.w_rz, out=w.dhrec)
+    def backward_step(self, w, t, n0, n1):
+        gru_reset_before_bwd_candidate(t, n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout,
+                                       w.has_dout, w.act, w.hh, w.dG, w.dn_s)
+        np.matmul(w.dn_s[n0:n1], w.w_n, out=w.drh[n0:n1])
+        gru_reset_before_bwd_reset(t, n0, n1, w.pos, w.lens, w.drh, w.dhd, w.act, w.hh, w.dG,
+                                   w.drz)
+        np.matmul(w.drz[n0:n1], w.w_rz, out=w.dhrec[n0:n1])
 
     def grads(self, w):
         H = w.H

@@ -10,8 +10,9 @@ the n block (``dn * r``), kept alone in ``dGHn`` (T, N, H), with the step's whol
 slab in ``dGs`` for the next recurrent product.
 
 reset_before (the notes' form) needs two products per step, W_hh[:2H] on h and W_hn on r*h,
-so forward and backward are split into two kernels (``_a`` before the second product, ``_b``
-after it).  Saved: ``act`` (r, z, n) and ``rhs = r * h`` (T, N, H).
+so forward and backward are split into two kernels each: ``_fwd_gates`` (r, z and r*h, before
+the second product) and ``_fwd_state`` (n and h' after it); ``_bwd_candidate`` (dn, dz before
+dn @ W_hn) and ``_bwd_reset`` (dr after it).  Every kernel does batch rows [n0, n1) only.  Saved: ``act`` (r, z, n) and ``rhs = r * h`` (T, N, H).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from ._math import JIT, one, sigmoid, tanh
 
 
 @njit(**JIT)
-def gru_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns, xbuf, store):
+def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns,
+                        xbufs, store):
     # Short loops over slice views indexed from 0 (see the note in :mod:`.lstm`).  xr is
-    # copied first: without a table, the gates are written over the projection row it is.
+    # copied first (into the row's own ``xbufs[n]``): without a table, the gates are written
+    # over the projection row it is.
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
-    xr_, xz, xn = xbuf[:H], xbuf[H:2 * H], xbuf[2 * H:]
     br, bz, bn = b[:H], b[H:2 * H], b[2 * H:]
-    for n in range(N):
+    for n in range(n0, n1):
+        xbuf = xbufs[n]
+        xr_, xz, xn = xbuf[:H], xbuf[H:2 * H], xbuf[2 * H:]
         p = pos[t, n]
         hn_ = h_next[n]
         if t < lens[n]:
@@ -74,12 +78,14 @@ def gru_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns, xbuf, s
 
 
 @njit(**JIT)
-def gru_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX, dGHn, dGs, s):
-    """``s`` (3H,) scratch; dX may be ``act`` and dGHn may be ``ghns`` (release mode): every
-    saved value of a row is read before that row is written."""
+def gru_reset_after_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX,
+                        dGHn, dGs, scratch):
+    """``scratch`` (N, 3H), one row each; dX may be ``act`` and dGHn may be ``ghns`` (release
+    mode): every saved value of a row is read before that row is written."""
     N, H = dhd.shape
-    sr, sz, sn = s[:H], s[H:2 * H], s[2 * H:]
-    for n in range(N):
+    for n in range(n0, n1):
+        s = scratch[n]
+        sr, sz, sn = s[:H], s[H:2 * H], s[2 * H:]
         p = pos[t, n]
         dx = dX[t, n]
         dg = dGs[n]
@@ -129,11 +135,12 @@ def gru_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX, dGHn, d
 
 
 @njit(**JIT)
-def grub_fwd_a(t, ti, pos, lens, xsrc, xidx, grz, b, hh, xbuf, rz, rh, act, rhs, store):
+def gru_reset_before_fwd_gates(t, ti, n0, n1, pos, lens, xsrc, xidx, grz, b, hh, xbuf, rz, rh,
+                               act, rhs, store):
     """r, z from grz = h @ W_hh[:2H].T; writes r*h to ``rh`` (N, H) for the second product."""
     N, H = hh.shape[1], hh.shape[2]
     h = hh[ti]
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         if t < lens[n]:
             xr = xsrc[xidx[p, n]]
@@ -158,10 +165,11 @@ def grub_fwd_a(t, ti, pos, lens, xsrc, xidx, grz, b, hh, xbuf, rz, rh, act, rhs,
 
 
 @njit(**JIT)
-def grub_fwd_b(t, ti, to, pos, lens, ghn, b, hh, xbuf, rz, out, act, store):
+def gru_reset_before_fwd_state(t, ti, to, n0, n1, pos, lens, ghn, b, hh, xbuf, rz, out, act,
+                               store):
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         if t < lens[n]:
             a = act[p, n]
@@ -180,10 +188,11 @@ def grub_fwd_b(t, ti, to, pos, lens, ghn, b, hh, xbuf, rz, out, act, store):
 
 
 @njit(**JIT)
-def grub_bwd_a(t, pos, lens, dhrec, dhd, dout, has_dout, act, hh, dX, dn_s):
+def gru_reset_before_bwd_candidate(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, act, hh,
+                                   dX, dn_s):
     """dn, dz; ``dn_s`` (N, H) feeds drh = dn @ W_hn; dhd gets dh * z (dh if padding)."""
     N, H = dhd.shape
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         if t < lens[n]:
             a = act[p, n]
@@ -208,10 +217,10 @@ def grub_bwd_a(t, pos, lens, dhrec, dhd, dout, has_dout, act, hh, dX, dn_s):
 
 
 @njit(**JIT)
-def grub_bwd_b(t, pos, lens, drh, dhd, act, hh, dX, drz):
+def gru_reset_before_bwd_reset(t, n0, n1, pos, lens, drh, dhd, act, hh, dX, drz):
     """dr from drh = dn @ W_hn; ``drz`` (N, 2H) feeds dh += drz @ W_hh[:2H]."""
     N, H = dhd.shape
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         if t < lens[n]:
             a = act[p, n]

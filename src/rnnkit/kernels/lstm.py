@@ -1,6 +1,8 @@
 """Fused LSTM gate math (PyTorch order i, f, g, o), forward and backward of one time step.
 
-Each kernel handles one step for the whole batch after the driver's recurrent product.
+Each kernel handles one step for batch rows [n0, n1) after the driver's recurrent product;
+threads over disjoint row ranges may run the same step at once (every buffer a kernel
+writes is indexed by row).
 Shapes: N batch, H hidden, T steps.  Conventions shared by every kernel of this package:
 
 - Row ``n`` of step ``t`` reads and writes the *sequence* arrays (input projection, gates,
@@ -36,11 +38,11 @@ from ._math import JIT, one, sigmoid, tanh
 
 
 @njit(**JIT)
-def lstm_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, store):
+def lstm_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, store):
     N, H = hh.shape[1], hh.shape[2]
     G = 4 * H
     h, c, h_next, c_next = hh[ti], ch[ti], hh[to], ch[to]
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         hn_ = h_next[n]
         cn_ = c_next[n]
@@ -84,17 +86,19 @@ def lstm_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, store):
 
 
 @njit(**JIT)
-def lstm_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, dc, act, ch, dG, s):
+def lstm_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, dc, act, ch, dG, scratch):
     """dh = dhrec (= dG[t+1] @ W_hh) + dhd (the part not through W_hh) + dout[p].
 
     Writes dG[t]; leaves in ``dhd`` the direct part of dL/dh_{t-1}, in ``dc`` dL/dc_{t-1}.
-    ``s`` (4H,) is scratch: the gate gradients of a row are made there and then copied, so
-    dG may be the saved gates ``act`` themselves (release mode) without slowing the loops.
+    ``scratch`` (N, 4H): the gate gradients of row n are made in ``scratch[n]`` and then
+    copied, so dG may be the saved gates ``act`` themselves (release mode) without slowing
+    the loops; one row each, so threads over disjoint rows never share it.
     """
     N, H = dhd.shape
     G = 4 * H
-    si, sf, sg, so = s[:H], s[H:2 * H], s[2 * H:3 * H], s[3 * H:]
-    for n in range(N):
+    for n in range(n0, n1):
+        s = scratch[n]
+        si, sf, sg, so = s[:H], s[H:2 * H], s[2 * H:3 * H], s[3 * H:]
         p = pos[t, n]
         d = dG[t, n]
         dh = dhd[n]

@@ -12,11 +12,11 @@ from ._math import JIT, one, tanh
 
 
 @njit(**JIT)
-def rnn_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
+def rnn_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
     # Short loops indexed from 0 (see the note in :mod:`.lstm`).
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         hn_ = h_next[n]
         if t < lens[n]:
@@ -46,10 +46,10 @@ def rnn_fwd(t, ti, to, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
 
 
 @njit(**JIT)
-def rnn_bwd(t, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG):
+def rnn_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG):
     """dG may be ``dout`` itself (release mode): a row of dout is read before it is written."""
     N, H = dhd.shape
-    for n in range(N):
+    for n in range(n0, n1):
         p = pos[t, n]
         d = dG[t, n]
         dh = dhd[n]

@@ -14,8 +14,7 @@ import numpy as np
 from .. import _checks
 from .. import kernels
 from ..cells import check_cell, make_cell
-from ..recurrent import (gather_time, reverse_index, run_backward, run_backward_fused,
-                         run_forward, run_forward_fused, time_mask)
+from ..recurrent import DRIVERS
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -37,12 +36,12 @@ MERGE_MODES = {"concat": "concat", "sum": "sum", "mean": "mean", "ave": "mean",
 class RecurrentCache:
     """Everything :meth:`RecurrentLayer.backward` needs; never mutated by backward."""
 
-    __slots__ = ("N", "T", "lengths", "ridx", "dirs", "outs", "drop_masks", "final_h",
+    __slots__ = ("N", "T", "lengths", "dirs", "outs", "drop_masks", "final_h",
                  "backend", "ids", "embedding", "tables")
 
-    def __init__(self, N, T, lengths, ridx, backend="numpy"):
-        self.N, self.T, self.lengths, self.ridx = N, T, lengths, ridx
-        self.backend = backend
+    def __init__(self, N, T, lengths, backend="numpy"):
+        self.N, self.T, self.lengths = N, T, lengths
+        self.backend = backend  # the driver that made it (backward uses the same one)
         self.ids = None  # (T, N) token ids when forward was given an embedding
         self.embedding = None  # that embedding matrix (V, D)
         self.tables = False  # True if layer 0's input product was a table lookup
@@ -105,8 +104,8 @@ class RecurrentLayer:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype.name}")
         self.cell = make_cell(self.mode, nonlinearity=nonlinearity, reset_after=reset_after)
-        self.backend = resolve_backend(backend)
         self._fused = None
+        self.backend = backend  # picks the driver (property setter)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = self._init_params()
 
@@ -181,6 +180,27 @@ class RecurrentLayer:
             return tuple(_checks.check_shape(s, n, shape, letters, self.dtype)
                          for s, n in zip(state, ("state h", "state c")))
         return (_checks.check_shape(state, "state", shape, letters, self.dtype), None)
+
+    # ---- the one switch point between the reference and the fused path --------------------
+    @property
+    def backend(self) -> str:
+        """'numpy' or 'numba'; setting it (any of :data:`BACKENDS`) picks the driver once."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = resolve_backend(value)
+        self._driver = None  # (cell, forward, backward), made on first use
+
+    def _driver_for(self, backend: str):
+        """(cell, run_forward, run_backward) of a backend: the same contract either way."""
+        if backend != self._backend:  # a cache made before the backend was changed
+            cell = self.fused_cell if backend == "numba" else self.cell
+            return (cell, *DRIVERS[backend])
+        if self._driver is None:
+            cell = self.fused_cell if backend == "numba" else self.cell
+            self._driver = (cell, *DRIVERS[backend])
+        return self._driver
 
     # ---- forward ---------------------------------------------------------------------
     @property
@@ -260,12 +280,8 @@ class RecurrentLayer:
             h0 = c0 = None
         else:
             h0, c0 = self._check_state(state, N)
-        fused = self.backend == "numba"
-        fc = self.fused_cell if fused else None
-        mask = None if fused else time_mask(lengths, T, self.dtype)
-        ridx = reverse_index(lengths if lengths is not None else np.full(N, T), T) \
-            if self.bidirectional and not fused else None
-        cache = RecurrentCache(N, T, lengths, ridx, self.backend)
+        cell, run_forward, _ = self._driver_for(self.backend)
+        cache = RecurrentCache(N, T, lengths, self.backend)
         use_dropout = training and self.dropout > 0.0 and self.num_layers > 1
         if use_dropout:
             rng = rng if rng is not None else self.rng
@@ -292,23 +308,10 @@ class RecurrentLayer:
                 h_init = zeros if h0 is None else h0[i]
                 c_init = None if self.mode != "lstm" else (zeros if c0 is None else c0[i])
                 lookup = layer == 0 and tables is not None
-                if fused:
-                    out_d, h_T, c_T, dc = run_forward_fused(
-                        fc, inp, *self._weights(layer, d), h_init, c_init, lengths,
-                        reverse=d == 1, table=tables[d] if lookup else None,
-                        ids=ids_tm if lookup else None, store=keep_cache)
-                else:
-                    xp = xin = None
-                    if lookup:
-                        xp = tables[d][ids_tm]
-                        if d == 1:
-                            xp = gather_time(xp, ridx)
-                    else:
-                        xin = inp if d == 0 else gather_time(inp, ridx)
-                    out_d, h_T, c_T, dc = run_forward(self.cell, xin, *self._weights(layer, d),
-                                                      h_init, c_init, mask, xp=xp)
-                    if d == 1:
-                        out_d = gather_time(out_d, ridx)
+                out_d, h_T, c_T, dc = run_forward(
+                    cell, None if lookup else inp, *self._weights(layer, d), h_init, c_init,
+                    lengths, reverse=d == 1, table=tables[d] if lookup else None,
+                    ids=ids_tm if lookup else None, store=keep_cache)
                 hn[i] = h_T
                 if cn is not None:
                     cn[i] = c_T
@@ -362,7 +365,8 @@ class RecurrentLayer:
         zeros = None
         if h0 is None:
             zeros = np.zeros((N, H), dtype=self.dtype)
-        fused = self.backend == "numba"
+        cell, run_forward, _ = self._driver_for(self.backend)
+        row_ids = np.arange(N, dtype=np.int64)[None, :]  # (1, N): row n reads table row n
         inp = x_t
         for layer in range(self.num_layers):
             w_ih, b_ih, w_hh, b_hh = self._weights(layer, 0)
@@ -374,13 +378,8 @@ class RecurrentLayer:
                     xp += b_ih
             h = zeros if h0 is None else h0[layer]
             c = None if cn is None else (zeros if c0 is None else c0[layer])
-            if fused:
-                out, h_new, c_new, _ = run_forward_fused(
-                    self.fused_cell, None, w_ih, b_ih, w_hh, b_hh, h, c, None,
-                    table=xp, ids=np.arange(N, dtype=np.int64)[None, :], store=False)
-                h_new = out[0]
-            else:
-                h_new, c_new, _ = self.cell.step(xp, h, c, w_hh, b_hh)
+            _, h_new, c_new, _ = run_forward(cell, None, w_ih, b_ih, w_hh, b_hh, h, c, None,
+                                             table=xp, ids=row_ids, store=False)
             hn[layer] = h_new
             if cn is not None:
                 cn[layer] = c_new
@@ -462,7 +461,7 @@ class RecurrentLayer:
                 for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
                     i = last * K + d
                     dh_final[i] = gd if dh_final[i] is None else dh_final[i] + gd
-        fused = cache.backend == "numba"
+        cell, _, run_backward = self._driver_for(cache.backend)
         grads = {}
         dh0 = np.zeros(self.state_shape(N), dtype=self.dtype)
         dc0 = np.zeros(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
@@ -476,17 +475,8 @@ class RecurrentLayer:
             for d in range(K):
                 i = layer * K + d
                 gd = parts[d]
-                if fused:
-                    dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward_fused(
-                        self.fused_cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d],
-                        release=release)
-                else:
-                    if gd is not None and d == 1:
-                        gd = gather_time(gd, cache.ridx)
-                    dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward(
-                        self.cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d])
-                    if d == 1:
-                        dxd = gather_time(dxd, cache.ridx)
+                dxd, dh, dc, (dwi, dbi, dwh, dbh) = run_backward(
+                    cell, gd, dh_final[i], dc_final[i], cache.dirs[layer][d], release=release)
                 if lookup:
                     dwi, dbi, dxd = self._table_backward(dxd, cache, d)
                 dinp = dxd if dinp is None else dinp + dxd

@@ -75,10 +75,21 @@ def _load_lm(path):
     try:
         return load_model(path)
     except CheckpointError as e:
-        if "not a language model" in str(e):
-            raise ValueError(f"{path}: not a language model (this command explains language "
-                             "models only; train one with rnnkit train)") from None
+        if "not a language model" in str(e) or _is_task_model(path):
+            raise ValueError(f"{path}: not a language model (explain and gradflow read "
+                             "language models only; train one with rnnkit train)") from None
         raise
+
+
+def _is_task_model(path) -> bool:
+    from .checkpoint import load_checkpoint
+
+    p = Path(path)
+    try:
+        _, meta = load_checkpoint(p / "model.safetensors" if p.is_dir() else p)
+    except (OSError, ValueError):
+        return False
+    return str(meta.get("kind", "")).startswith("rnnkit.")
 
 
 def cmd_explain(args) -> int:

@@ -79,14 +79,14 @@ def decoder_graph(name: str, dtype, embed_w, rnn, out_params, metadata: dict):
                                  "generation step is a call with T = 1")
 
 
-def _language_model(model, metadata):
-    return {"model.onnx": decoder_graph("rnnkit_language_model", model.dtype,
+def _language_model(model, metadata, dtype):
+    return {"model.onnx": decoder_graph("rnnkit_language_model", dtype,
                                         model.embed.params["weight"], model.rnn,
                                         model.out.params, metadata)}
 
 
-def _classifier(model, metadata):
-    g = Graph("rnnkit_classifier", model.dtype)
+def _classifier(model, metadata, dtype):
+    g = Graph("rnnkit_classifier", dtype)
     ids_tm, seq_lens = _ids_inputs(g)
     rnn = model.rnn
     y, _, _, h_last = recurrent_stack(g, rnn, _embed(g, model.embed.params["weight"], ids_tm,
@@ -111,8 +111,8 @@ def _classifier(model, metadata):
     return {"model.onnx": g.model(metadata, doc="ids, lengths -> log_probs (N x C)")}
 
 
-def _tagger(model, metadata):
-    g = Graph("rnnkit_tagger", model.dtype)
+def _tagger(model, metadata, dtype):
+    g = Graph("rnnkit_tagger", dtype)
     ids_tm, seq_lens = _ids_inputs(g)
     y, _, _, _ = recurrent_stack(g, model.rnn, _embed(g, model.embed.params["weight"], ids_tm,
                                                       "embed"), seq_lens, "rnn")
@@ -122,9 +122,9 @@ def _tagger(model, metadata):
     return {"model.onnx": g.model(metadata, doc="ids, lengths -> log_probs (N x T x C)")}
 
 
-def _encoder(model, metadata):
+def _encoder(model, metadata, dtype):
     """Source ids -> the decoder's initial state, through the bridge when there is one."""
-    g = Graph("rnnkit_seq2seq_encoder", model.dtype)
+    g = Graph("rnnkit_seq2seq_encoder", dtype)
     ids_tm, seq_lens = _ids_inputs(g)
     enc = model.encoder
     _, h_n, c_n, _ = recurrent_stack(g, enc, _embed(g, model.src_embed.params["weight"], ids_tm,
@@ -148,19 +148,19 @@ def _encoder(model, metadata):
     return g.model(metadata, doc="ids, lengths (source) -> h0[, c0] (the decoder's initial state)")
 
 
-def _seq2seq(model, metadata):
+def _seq2seq(model, metadata, dtype):
     from ._meta import for_graph
 
-    enc = _encoder(model, for_graph(metadata, "encoder"))
-    dec = decoder_graph("rnnkit_seq2seq_decoder", model.dtype, model.tgt_embed.params["weight"],
+    enc = _encoder(model, for_graph(metadata, "encoder"), dtype)
+    dec = decoder_graph("rnnkit_seq2seq_decoder", dtype, model.tgt_embed.params["weight"],
                         model.decoder, model.out.params, for_graph(metadata, "decoder"))
     return {"encoder.onnx": enc, "decoder.onnx": dec}
 
 
-def _condition(model, metadata):
+def _condition(model, metadata, dtype):
     """Condition -> the decoder's initial state: h0 = tanh(W_h cond + b_h), c0 = W_c cond + b_c."""
     c = model.config
-    g = Graph("rnnkit_generator_condition", model.dtype)
+    g = Graph("rnnkit_generator_condition", dtype)
     L, H = c.num_layers, c.hidden_size
     if c.num_classes:
         cond = g.input("cond", _int64(), ["N"])
@@ -185,11 +185,11 @@ def _condition(model, metadata):
     return g.model(metadata, doc="cond -> h0[, c0] (the decoder's initial state)")
 
 
-def _generator(model, metadata):
+def _generator(model, metadata, dtype):
     from ._meta import for_graph
 
-    return {"condition.onnx": _condition(model, for_graph(metadata, "condition")),
-            "decoder.onnx": decoder_graph("rnnkit_generator_decoder", model.dtype,
+    return {"condition.onnx": _condition(model, for_graph(metadata, "condition"), dtype),
+            "decoder.onnx": decoder_graph("rnnkit_generator_decoder", dtype,
                                           model.embed.params["weight"], model.rnn,
                                           model.out.params, for_graph(metadata, "decoder"))}
 
@@ -198,7 +198,9 @@ _BUILDERS = {"language_model": _language_model, "classifier": _classifier, "tagg
              "seq2seq": _seq2seq, "generator": _generator}
 
 
-def onnx_models(model, kind: str, metadata: dict) -> dict:
+def onnx_models(model, kind: str, metadata: dict, dtype=None) -> dict:
     """``{file name: onnx.ModelProto}`` for a model of ``kind``, each checked by
-    ``onnx.checker``; ``metadata`` goes into ``metadata_props``."""
-    return _BUILDERS[kind](model, metadata)
+    ``onnx.checker``; ``metadata`` goes into ``metadata_props``.  ``dtype`` (float32 or
+    float64; default the model's) is the graph's float type: ONNX Runtime's CPU kernels run
+    LSTM/GRU/RNN in float32 only, so a float64 model is exported as float32 to run there."""
+    return _BUILDERS[kind](model, metadata, np.dtype(dtype or model.dtype))

@@ -249,6 +249,11 @@ def _shown(tok: str) -> str:
     return "⏎" if tok == EOS else tok
 
 
+def _named(tok: str) -> str:
+    """A token as named in a tooltip, where a bare space would be invisible."""
+    return {EOS: "⏎", " ": "␣", "\t": "⇥"}.get(tok, tok)
+
+
 def _diverging(v: float) -> tuple[str, str]:
     """Background and text colour of a value in [−1, 1]: blue (−) – white – red (+)."""
     v = max(-1.0, min(1.0, v))
@@ -288,18 +293,18 @@ th{background:#f4f4f4} td.text{text-align:left;max-width:480px;overflow:hidden;t
 
 def _tip(tok: dict) -> str:
     lp = tok["logprob"]
-    rows = "".join(f"<tr><td><b>{html.escape(_shown(t))}</b></td><td>{p:.3f}</td></tr>"
+    rows = "".join(f"<tr><td><b>{html.escape(_named(t))}</b></td><td>{p:.3f}</td></tr>"
                    for t, p in tok["top"])
     unk = " (unknown: scored as &lt;unk&gt;)" if tok["unknown"] else ""
-    return (f'<span class="tip" role="tooltip"><b>{html.escape(_shown(tok["token"]))}</b>{unk}: '
+    return (f'<span class="tip" role="tooltip"><b>{html.escape(_named(tok["token"]))}</b>{unk}: '
             f"p = {math.exp(lp):.4f}, surprisal {-lp:.3f} nats = {-lp / math.log(2):.3f} bits"
             f"<br>top-5 next-token guesses:<table>{rows}</table></span>")
 
 
 def _title(tok: dict) -> str:
     lp = tok["logprob"]
-    guesses = ", ".join(f"{_shown(t)} {p:.3f}" for t, p in tok["top"])
-    return (f"{_shown(tok['token'])}: p={math.exp(lp):.4f}, {-lp / math.log(2):.2f} bits; "
+    guesses = ", ".join(f"{_named(t)} {p:.3f}" for t, p in tok["top"])
+    return (f"{_named(tok['token'])}: p={math.exp(lp):.4f}, {-lp / math.log(2):.2f} bits; "
             f"top-5: {guesses}")
 
 
@@ -323,7 +328,7 @@ def _unit_line(line: dict, values: list, scale: float, sep: str) -> str:
         bg, fg = _diverging(v / scale)
         spans.append(f'<span class="tok" data-token="{html.escape(tok["token"])}" '
                      f'data-value="{v:.4f}" style="background:{bg};color:{fg}" '
-                     f'title="{html.escape(_shown(tok["token"]))}: {v:+.3f}">'
+                     f'title="{html.escape(_named(tok["token"]))}: {v:+.3f}">'
                      f"{html.escape(_shown(tok['token']))}</span>")
     return '<div class="line act">' + sep.join(spans) + "</div>"
 

@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # The modules whose ``register(subparsers)`` adds commands, in ``--help`` order.
-COMMAND_MODULES = ("cli_lm", "cli_tasks", "cli_explain", "cli_ngram")
+COMMAND_MODULES = ("cli_lm", "cli_tasks", "cli_explain", "cli_ngram", "cli_export")
 
 
 def build_parser() -> argparse.ArgumentParser:

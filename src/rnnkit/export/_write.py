@@ -19,13 +19,13 @@ def check_target(out, force: bool) -> Path:
     out = Path(out)
     if out.exists() or out.is_symlink():
         if not force:
-            raise FileExistsError(f"{out} already exists (use --force to replace the export "
+            raise ValueError(f"{out} already exists (use --force to replace the export "
                                   "in it)")
         if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a directory; an export writes a "
+            raise ValueError(f"{out} exists and is not a directory; an export writes a "
                                   "directory")
     if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: no such directory")
+        raise ValueError(f"{out.parent}: no such directory")
     return out
 
 

@@ -65,3 +65,26 @@ def check_probability(value, name: str) -> float:
     if not 0.0 <= v < 1.0:
         raise ValueError(f"{name} must lie in [0, 1), got {value}")
     return v
+
+
+DTYPES = ("float32", "float64")
+
+
+def check_positive_fields(obj, names) -> None:
+    """Each attribute of ``obj`` named in ``names`` a positive integer (a config's sizes).
+
+    The test is :func:`check_positive_int`'s; the message is one ValueError naming the field,
+    since a config read from a file is a value error whatever the wrong type is.
+    """
+    for name in names:
+        v = getattr(obj, name)
+        try:
+            check_positive_int(v, name)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}") from None
+
+
+def check_choice(value, name: str, choices) -> None:
+    """``value`` one of ``choices`` (a tuple of allowed values), else a one-line ValueError."""
+    if isinstance(value, bool) or value not in tuple(choices):
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")

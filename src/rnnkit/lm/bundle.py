@@ -9,16 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.tokenize import get_tokenizer
 from ..data.vocab import Vocab
 from ..models.language_model import LanguageModel, LMConfig
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
-KIND = "language_model"
+KIND = LanguageModel.kind
 
 
 @dataclass
@@ -43,8 +41,8 @@ def bundle_meta(model: LanguageModel, vocab: Vocab, level: str, tokenizer_option
 
 
 def save_model(path, model, vocab, level, tokenizer_options=None, info=None) -> Path:
-    arrays = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
-    return save_checkpoint(path, arrays, bundle_meta(model, vocab, level, tokenizer_options or {}, info))
+    meta = bundle_meta(model, vocab, level, tokenizer_options or {}, info)
+    return model.save(path, KIND, {k: v for k, v in meta.items() if k not in ("kind", "config")})
 
 
 def bundle_from(arrays: dict, meta: dict, where) -> LMBundle:
@@ -61,43 +59,13 @@ def bundle_from(arrays: dict, meta: dict, where) -> LMBundle:
         raise CheckpointError(f"{where}: bad model description ({e})") from None
     if len(vocab) != config.vocab_size:
         raise CheckpointError(f"{where}: vocabulary has {len(vocab)} tokens, the model {config.vocab_size}")
-    _check_sizes(config, arrays, where)
     try:
-        model = LanguageModel(config, seed=0)
-        weights = {k: v for k, v in arrays.items() if k in model.params}
-        model.load_params(weights)
+        # Shapes against the config first, then NaN/Inf, then the model is built: a forged
+        # config asking for hidden_size 10**9 is refused before anything is allocated.
+        model = LanguageModel.from_arrays(config, arrays)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: {e}") from None
-    bad = sorted(k for k, v in model.params.items() if not np.isfinite(v).all())
-    if bad:
-        raise CheckpointError(f"{where}: weights hold NaN or Inf ({', '.join(bad[:3])}"
-                              f"{', ...' if len(bad) > 3 else ''}); the model is unusable")
     return LMBundle(model, vocab, level, options, meta.get("info") or {})
-
-
-_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-
-
-def _check_sizes(config: LMConfig, arrays: dict, where) -> None:
-    """Refuse a config that does not match the arrays stored beside it, before allocating.
-
-    The checksum is no signature: a hand-made file can carry a matching one with a config
-    asking for hidden_size 10**9.  Checking the largest arrays' shapes (and the layer count
-    against the number of arrays) first bounds what the model allocates by the file's size.
-    """
-    V, E, H, L = config.vocab_size, config.embed_dim, config.hidden_size, config.num_layers
-    if L > len(arrays):
-        raise CheckpointError(f"{where}: the config names {L} layers, the file holds only "
-                              f"{len(arrays)} arrays")
-    expected = {"embed.weight": (V, E), "out.weight": (V, H),
-                f"rnn.weight_hh_l{L - 1}": (_GATES[config.cell] * H, H)}
-    for name, shape in expected.items():
-        a = arrays.get(name)
-        if a is None:
-            raise CheckpointError(f"{where}: parameter {name} is missing")
-        if tuple(a.shape) != shape:
-            raise CheckpointError(f"{where}: parameter {name} must have shape {shape} by the "
-                                  f"model config, the file holds {tuple(a.shape)}")
 
 
 def load_model(path) -> LMBundle:

@@ -1,8 +1,13 @@
-"""Models, one file per topology."""
+"""Models, one file per topology, all on :class:`rnnkit.models.base.Model`."""
 
-# Sequence-task models (many-to-one, many-to-many aligned / unaligned, one-to-many, one-to-one).
-from .classifier import ClassifierConfig, SequenceClassifier  # noqa: E402
-from .feedforward import FeedForward, FeedForwardConfig  # noqa: E402
-from .generator import ConditionalGenerator, GeneratorConfig  # noqa: E402
-from .seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
-from .tagger import SequenceTagger, TaggerConfig  # noqa: E402
+from .base import Config, Model
+from .classifier import ClassifierConfig, SequenceClassifier
+from .feedforward import FeedForward, FeedForwardConfig
+from .generator import ConditionalGenerator, GeneratorConfig
+from .language_model import LanguageModel, LMConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .tagger import SequenceTagger, TaggerConfig
+
+__all__ = ["Config", "Model", "ClassifierConfig", "SequenceClassifier", "FeedForward",
+           "FeedForwardConfig", "ConditionalGenerator", "GeneratorConfig", "LanguageModel",
+           "LMConfig", "Seq2Seq", "Seq2SeqConfig", "SequenceTagger", "TaggerConfig"]

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..layers.basic import Dropout, Embedding, Linear, softmax, softmax_cross_entropy
-from ._blocks import (TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn,
-                      recurrent_shapes)
+from ._blocks import check_ids, full_lengths, length_mask, make_rnn
+from .base import Config, Model, recurrent_shapes
 
 POOLINGS = ("last", "mean", "max")
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(Config):
     vocab_size: int
     num_classes: int
     embed_dim: int = 32
@@ -34,18 +35,13 @@ class ClassifierConfig:
     dtype: str = "float32"
     seed: int | None = 0
 
-    def validate(self):
-        check_common(self)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("vocab_size", "num_classes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        return self
+    positive = ("embed_dim", "hidden_size", "num_layers", "vocab_size", "num_classes")
+
+    def check(self):
+        _checks.check_choice(self.pooling, "pooling", POOLINGS)
 
 
-class SequenceClassifier(TaskModel):
+class SequenceClassifier(Model):
     """Sequence -> one label.  params: ``embed.weight``, ``rnn.*`` (torch names), ``out.*``."""
 
     config_class = ClassifierConfig

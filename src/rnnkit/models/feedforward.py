@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..layers.basic import Dropout, Linear, softmax, softmax_cross_entropy
-from ._blocks import DTYPES, TaskModel
+from .. import _checks
+from .base import Config, Model
 
 ACTIVATIONS = ("tanh", "relu")
 
 
 @dataclass
-class FeedForwardConfig:
+class FeedForwardConfig(Config):
     input_dim: int
     num_classes: int
     hidden_sizes: list = field(default_factory=lambda: [64])
@@ -27,18 +28,24 @@ class FeedForwardConfig:
     dtype: str = "float32"
     seed: int | None = 0
 
-    def validate(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        for v in [self.input_dim, self.num_classes, *self.hidden_sizes]:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"layer sizes must be positive integers, got {v!r}")
-        return self
+    positive = ("input_dim", "num_classes")
+
+    def check(self):
+        _checks.check_choice(self.activation, "activation", ACTIVATIONS)
+        if not isinstance(self.hidden_sizes, (list, tuple)):
+            raise ValueError(f"hidden_sizes must be a list of sizes, got {self.hidden_sizes!r}")
+        for v in self.hidden_sizes:
+            try:
+                _checks.check_positive_int(v, "hidden size")
+            except (TypeError, ValueError):
+                raise ValueError(f"layer sizes must be positive integers, got {v!r}") from None
+
+    @property
+    def sizes(self) -> list:
+        return [self.input_dim, *self.hidden_sizes, self.num_classes]
 
 
-class FeedForward(TaskModel):
+class FeedForward(Model):
     """MLP classifier.  params: ``fc0.*`` .. ``fc{k}.*`` (the last one is the output)."""
 
     config_class = FeedForwardConfig
@@ -49,11 +56,19 @@ class FeedForward(TaskModel):
         self.config = config.validate()
         c = config
         rng = np.random.default_rng(c.seed)
-        sizes = [c.input_dim, *c.hidden_sizes, c.num_classes]
+        sizes = c.sizes
         self.layers = [Linear(a, b, dtype=np.dtype(c.dtype), seed=rng)
                        for a, b in zip(sizes[:-1], sizes[1:])]
         self.drop = Dropout(c.dropout)
         self.blocks = {f"fc{i}": layer for i, layer in enumerate(self.layers)}
+
+    @staticmethod
+    def param_shapes(c: FeedForwardConfig) -> dict:
+        """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
+        shapes = {}
+        for i, (a, b) in enumerate(zip(c.sizes[:-1], c.sizes[1:])):
+            shapes.update({f"fc{i}.weight": (b, a), f"fc{i}.bias": (b,)})
+        return shapes
 
     def forward(self, x, *, training=False, rng=None):
         """x (N, D) -> ``(logits (N, C), cache)``."""

@@ -12,16 +12,14 @@ between layers, and the last layer's output, in training only.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _checks
-from ..layers.basic import Dropout, Embedding, Linear, log_softmax, softmax_cross_entropy
-from ..layers.recurrent import RecurrentLayer
+from ..layers.basic import log_softmax, softmax_cross_entropy
+from ..layers.decoder import Decoder
+from .base import Config, Model, recurrent_shapes
 
-CELLS = ("rnn", "gru", "lstm")
 # Up to this many rows a generation step runs the whole model in one compiled call
 # (matrix-vector products in Numba); wider steps (many samples, wide beams) use BLAS.
 LEAN_STEP_MAX_N = 8
@@ -53,7 +51,7 @@ def _log_softmax_inplace(z) -> None:
 
 
 @dataclass
-class LMConfig:
+class LMConfig(Config):
     """Everything that rebuilds a :class:`LanguageModel`; saved as JSON in checkpoints."""
 
     vocab_size: int
@@ -66,116 +64,58 @@ class LMConfig:
     reset_after: bool = True
     dtype: str = "float32"
 
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}: expected one of {', '.join(CELLS)}")
-        for name in ("vocab_size", "num_layers", "hidden_size", "embed_dim"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        _checks.check_probability(self.dropout, "dropout")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, obj) -> LMConfig:
-        if not isinstance(obj, dict):
-            raise ValueError(f"model config must be a JSON object, got {type(obj).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(obj) - names)
-        if unknown:
-            raise ValueError(f"model config has unknown keys {unknown}")
-        try:
-            return cls(**obj)
-        except TypeError as e:
-            raise ValueError(f"model config is incomplete: {e}") from None
+    positive = ("vocab_size", "num_layers", "hidden_size", "embed_dim")
 
 
-class LanguageModel:
-    """A recurrent language model over a vocabulary of V token ids.
+class LanguageModel(Model):
+    """A recurrent language model over a vocabulary of V token ids: one
+    :class:`~rnnkit.layers.decoder.Decoder` read from the zero state (or a carried one).
 
     ``seed`` (int or Generator) draws the initial weights.
     """
 
+    config_class = LMConfig
+    kind = "language_model"
+
     def __init__(self, config: LMConfig, seed=None):
-        self.config = config
+        super().__init__()
+        self.config = config.validate()
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        dtype = np.dtype(config.dtype)
-        self.dtype = dtype
-        self.embed = Embedding(config.vocab_size, config.embed_dim, dtype=dtype, seed=rng)
         # Embeddings N(0, 1) as torch.nn.Embedding: with W_ih ~ U(+-1/sqrt(H)) the first layer's
         # pre-activations start with std ~ sqrt(E / 3H), unsaturated; smaller embeddings only
         # slow the start of training (measured against PyTorch on the same recipe).
-        self.rnn = RecurrentLayer(
-            config.embed_dim, config.hidden_size, config.num_layers, mode=config.cell,
-            dropout=config.dropout, nonlinearity=config.nonlinearity,
-            reset_after=config.reset_after, dtype=dtype, seed=rng)
-        self.out = Linear(config.hidden_size, config.vocab_size, dtype=dtype, seed=rng)
-        self.drop = Dropout(config.dropout)
+        self.decoder = Decoder(config.vocab_size, config.embed_dim, config.hidden_size,
+                               config.num_layers, cell=config.cell, rng=rng,
+                               dropout=config.dropout, embed_dropout=True,
+                               nonlinearity=config.nonlinearity, reset_after=config.reset_after,
+                               dtype=config.dtype)
+        d = self.decoder
+        self.embed, self.rnn, self.out, self.drop = d.embed, d.rnn, d.out, d.drop
+        self.blocks = d.blocks
 
-    # ---- parameters ------------------------------------------------------------------
-    @property
-    def params(self) -> dict:
-        """Flat view of every parameter array (the arrays themselves, not copies)."""
-        p = {f"embed.{k}": v for k, v in self.embed.params.items()}
-        p.update({f"rnn.{k}": v for k, v in self.rnn.params.items()})
-        p.update({f"out.{k}": v for k, v in self.out.params.items()})
-        return p
-
-    def load_params(self, arrays: dict) -> None:
-        """Copy ``arrays`` (keyed like ``params``) into the model; shapes must match."""
-        current = self.params
-        missing = sorted(set(current) - set(arrays))
-        extra = sorted(set(arrays) - set(current))
-        if missing or extra:
-            raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
-        for name, p in current.items():
-            a = np.asarray(arrays[name])
-            if a.shape != p.shape:
-                raise ValueError(f"parameter {name} must have shape {p.shape}, got {a.shape}")
-            p[...] = a
+    @staticmethod
+    def param_shapes(c: LMConfig) -> dict:
+        """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
+        return {"embed.weight": (c.vocab_size, c.embed_dim),
+                **recurrent_shapes("rnn", c.embed_dim, c.hidden_size, c.num_layers, c.cell, False),
+                "out.weight": (c.vocab_size, c.hidden_size), "out.bias": (c.vocab_size,)}
 
     def zero_state(self, N: int):
         return self.rnn.zero_state(N)
 
-    def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
-
     # ---- training graph --------------------------------------------------------------
     def forward(self, ids, state=None, *, training=False, rng=None, keep_cache=True):
-        """ids (N, T) ints -> logits (N, T, V), final state, cache.
-
-        Without embedding dropout the embedding and the first layer's input product are one
-        table lookup (the recurrent layer's ``embedding=`` path): the V embedding rows are
-        projected once instead of the N*T inputs.
-        """
+        """ids (N, T) ints -> logits (N, T, V), final state, cache (the decoder's, with the
+        embedding lookup fused into the first layer's input product when no dropout acts)."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
-        use_drop = training and self.config.dropout > 0
-        if use_drop and rng is None:
-            raise ValueError("training with dropout needs an explicit numpy Generator (rng=...)")
-        if use_drop:
-            e, ecache = self.embed.forward(ids)
-            e, d1 = self.drop.forward(e, training=True, rng=rng)
-            h, state, rcache = self.rnn.forward(e, None, state, training=True, rng=rng)
-        else:
-            ids = self.embed.check_ids(ids)
-            ecache = d1 = None
-            h, state, rcache = self.rnn.forward(ids, None, state, embedding=self.embed.params["weight"],
-                                                keep_cache=keep_cache)
-        h, d2 = self.drop.forward(h, training=use_drop, rng=rng)
-        logits, ocache = self.out.forward(h)
-        if not keep_cache:
-            return logits, state, None
-        return logits, state, (ecache, d1, rcache, d2, ocache)
+        return self.decoder.forward(ids, None, state, training=training, rng=rng,
+                                    keep_cache=keep_cache, lookup=True)
 
     def backward(self, dlogits, cache, dstate=None) -> dict:
         """Gradients keyed like ``params`` from dL/dlogits (N, T, V)."""
-        return self._backward(dlogits, list(cache), dstate)
+        return self.decoder.backward(dlogits, list(cache), dstate)[0]
 
     def loss_and_grads(self, x, y, state=None, *, training=True, rng=None):
         """Mean cross-entropy (nats/token) of targets y (N, T) given inputs x (N, T).
@@ -187,7 +127,7 @@ class LanguageModel:
             logits, new_state, cache = self.forward(x, state, training=training, rng=rng)
             loss, dlogits = softmax_cross_entropy(logits, y)
             del logits
-            return loss, self._backward(dlogits, list(cache), release=True), new_state
+            return loss, self.decoder.backward(dlogits, cache, release=True)[0], new_state
         return self._lean_loss_and_grads(x, y, state)
 
     def _lean_loss_and_grads(self, x, y, state):
@@ -230,24 +170,6 @@ class LanguageModel:
         grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
         grads.update({f"out.{k}": v for k, v in g_out.items()})
         return loss, grads, new_state
-
-    def _backward(self, dlogits, cache: list, dstate=None, *, release=False) -> dict:
-        ecache, d1, rcache, d2, ocache = cache
-        if release:
-            cache.clear()
-        dh, g_out = self.out.backward(dlogits, ocache)
-        del dlogits, ocache
-        dh, _ = self.drop.backward(dh, d2)
-        de, _, g_rnn = self.rnn.backward(dh, rcache, dstate, release=release)
-        if ecache is None:  # the fused lookup: the layer returned dL/d(embedding matrix)
-            g_emb = {"weight": de}
-        else:
-            de, _ = self.drop.backward(de, d1)
-            _, g_emb = self.embed.backward(de, ecache)
-        grads = {f"embed.{k}": v for k, v in g_emb.items()}
-        grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
-        grads.update({f"out.{k}": v for k, v in g_out.items()})
-        return grads
 
     # ---- inference -------------------------------------------------------------------
     def log_probs(self, ids, state=None):

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layers.basic import Dropout, Embedding, Linear, softmax_cross_entropy
-from ._blocks import (TaskModel, check_common, check_ids, full_lengths, length_mask, make_rnn,
-                      recurrent_shapes)
+from ._blocks import check_ids, full_lengths, length_mask, make_rnn
+from .base import Config, Model, recurrent_shapes
 
 
 @dataclass
-class TaggerConfig:
+class TaggerConfig(Config):
     vocab_size: int
     num_tags: int
     embed_dim: int = 32
@@ -30,16 +30,10 @@ class TaggerConfig:
     dtype: str = "float32"
     seed: int | None = 0
 
-    def validate(self):
-        check_common(self)
-        for name in ("vocab_size", "num_tags"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        return self
+    positive = ("embed_dim", "hidden_size", "num_layers", "vocab_size", "num_tags")
 
 
-class SequenceTagger(TaskModel):
+class SequenceTagger(Model):
     """Sequence -> one tag per step.  params: ``embed.weight``, ``rnn.*``, ``out.*``."""
 
     config_class = TaggerConfig

@@ -205,3 +205,22 @@ def test_missing_onnx_names_the_extra(lm_dir, tmp_path, capsys, monkeypatch):
     code, _, err = run(["export", lm_dir[0], tmp_path / "out"], capsys)
     one_line_error(code, err, "pip install 'rnnkit[onnx]'")
     assert not (tmp_path / "out").exists()
+
+
+def test_example_samples_with_onnx_runtime_alone(lm_dir, tmp_path, capsys):
+    """examples/onnx_sample.py: an exported model sampled without importing rnnkit."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "lm_onnx"
+    assert run(["export", lm_dir[0], out], capsys)[0] == 0
+    script = Path(__file__).resolve().parents[1] / "examples" / "onnx_sample.py"
+    assert "rnnkit" not in "".join(line for line in script.read_text().splitlines(True)
+                                   if "import" in line)
+    res = subprocess.run([sys.executable, str(script), str(out / "model.onnx"), "40"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    text = res.stdout[:-1]  # print's newline
+    assert text.strip() and set(text) <= set("".join(VOCAB.tokens) + "\n")

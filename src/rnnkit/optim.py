@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .sparse_grad import RowSparse, sparse_adam_rows
+
 
 def _number(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -77,7 +79,8 @@ class Optimizer:
             p = params[name]
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"parameter {name!r} must be a floating numpy array")
-            g = np.asarray(g)
+            sparse = isinstance(g, RowSparse)  # an embedding's touched rows only
+            g = g if sparse else np.asarray(g)
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name!r} has shape {g.shape}, its parameter {p.shape}")
             slots = self.state.get(name)
@@ -89,10 +92,17 @@ class Optimizer:
                         raise ValueError(f"optimizer state {s}/{name} has shape {slots[s].shape}, "
                                          f"the parameter {p.shape}")
             slots["step"] += 1
-            self._update(name, p, g.astype(p.dtype, copy=False), slots)
+            if sparse:
+                self._sparse_update(name, p, g, slots)
+            else:
+                self._update(name, p, g.astype(p.dtype, copy=False), slots)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray, slots: dict) -> None:
         raise NotImplementedError
+
+    def _sparse_update(self, name: str, p: np.ndarray, g: RowSparse, slots: dict) -> None:
+        """A row-sparse gradient: by default the dense update (exact, walks every row)."""
+        self._update(name, p, np.asarray(g).astype(p.dtype, copy=False), slots)
 
     def state_dict(self) -> dict:
         """Flat dict: ``type``, ``lr`` and the hyper-parameters (JSON scalars), then per
@@ -191,6 +201,11 @@ class SGD(Optimizer):
             g = g + self.momentum * buf if self.nesterov else buf
         p -= self.lr * g
 
+    def _sparse_update(self, name, p, g, slots):
+        if self.momentum or self.weight_decay:  # untouched rows move too: the dense rule
+            return super()._sparse_update(name, p, g, slots)
+        p[g.rows] -= (self.lr * g.values).astype(p.dtype, copy=False)  # exact: others get 0
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) exactly as ``torch.optim.Adam`` (``amsgrad=False``).
@@ -244,6 +259,18 @@ class Adam(Optimizer):
         denom += self.eps
         p -= step_size * (m / denom)
 
+    def _sparse_update(self, name, p, g, slots):
+        """Touched rows only, with ``torch.optim.SparseAdam``'s rule (lazy Adam: the moments
+        of rows outside the batch are not decayed, so this is not dense Adam's trajectory).
+        With weight decay every row changes, so the dense rule runs instead."""
+        if self.weight_decay:
+            return super()._sparse_update(name, p, g, slots)
+        if slots.get("exp_avg") is None:
+            slots["exp_avg"] = np.zeros_like(p)
+            slots["exp_avg_sq"] = np.zeros_like(p)
+        sparse_adam_rows(p, slots["exp_avg"], slots["exp_avg_sq"], g, self.lr, self.betas,
+                         self.eps, slots["step"])
+
 
 FUSED_ADAM = True  # False: the NumPy formula (tests compare the two)
 
@@ -277,7 +304,8 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
     max_norm = _number(max_norm, "max_norm")
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    total = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+    total = math.sqrt(sum(g.square_sum() if isinstance(g, RowSparse)
+                          else float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
     if math.isfinite(total):
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
@@ -288,7 +316,8 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
 
 def grads_finite(grads: Mapping[str, np.ndarray]) -> bool:
     """True if no gradient holds a NaN or an infinity."""
-    return all(bool(np.isfinite(g).all()) for g in grads.values())
+    return all(g.all_finite() if isinstance(g, RowSparse) else bool(np.isfinite(g).all())
+               for g in grads.values())
 
 
 class ReduceLROnPlateau:

@@ -139,13 +139,14 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     a one-line message naming the file for a missing or unreadable path, a file that is not an
     rnnkit checkpoint, another format version, truncation, corruption or an edit.
     """
+    from ._io import InputError, open_input
+
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
+        with open_input(path, what="checkpoint file") as f:
+            data = _read_bounded(f)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
@@ -154,6 +155,54 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:  # any other failure of a parser on hostile bytes is still "bad file"
         raise CheckpointError(f"{path}: unreadable checkpoint ({_one_line(e)})") from None
+
+
+# A safetensors header is JSON describing the tensors (and our metadata, the vocabulary
+# included): megabytes at most.  The safetensors library itself refuses more than 100 MB.
+MAX_HEADER_BYTES = 100_000_000
+
+
+def _read_bounded(f) -> bytes:
+    """The bytes of a checkpoint, read only as far as its own header says it goes.
+
+    The 8-byte header length is checked against the file's size (and MAX_HEADER_BYTES) before
+    the header is read, and the tensor bytes the header describes against the size before they
+    are read: a sparse gigabyte file or a forged length is refused after a few bytes.  What
+    fails here is returned short, for :func:`_parse` to refuse with its usual message.
+    """
+    head = f.read(8)
+    if len(head) < 8:
+        return head
+    n = int.from_bytes(head, "little")
+    follow = None if f.size is None else f.size - 8
+    if n > MAX_HEADER_BYTES or (follow is not None and n > follow):
+        peek = head + f.read(64)
+        reason = (f"truncated or not a checkpoint: the header claims {n} bytes, "
+                  + (f"{follow} follow" if follow is not None and n > follow
+                     else f"more than a header may hold ({MAX_HEADER_BYTES})"))
+        foreign = _foreign_format(peek)
+        if foreign is not None:
+            reason = _foreign_reason(foreign)
+        raise CheckpointError(f"{f.name}: {reason}")
+    header = f.read(n)
+    if len(header) < n:
+        return head + header
+    try:
+        described = json.loads(header.decode("utf-8"))
+        ends = [int(t["data_offsets"][1]) for k, t in described.items() if k != "__metadata__"]
+        body = max(ends, default=0)
+    except Exception:  # not JSON, or not safetensors' layout: _parse says which
+        return head + header
+    if follow is not None and body != follow - n:
+        raise CheckpointError(
+            f"{f.name}: corrupted tensor data (the header describes {body} bytes of tensors, "
+            f"the file holds {follow - n}: truncated or padded)")
+    return head + header + f.read_rest()
+
+
+def _foreign_reason(foreign: str) -> str:
+    return (f"not an rnnkit checkpoint: this is {foreign}; rnnkit reads only its own "
+            "safetensors files and never unpickles anything")
 
 
 def _foreign_format(data: bytes) -> str | None:
@@ -183,8 +232,7 @@ def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
     def refuse(reason: str):
         foreign = _foreign_format(data)
         if foreign is not None:
-            reason = (f"not an rnnkit checkpoint: this is {foreign}; rnnkit reads only its own "
-                      "safetensors files and never unpickles anything")
+            reason = _foreign_reason(foreign)
         raise CheckpointError(reason)
 
     if len(data) < 8:

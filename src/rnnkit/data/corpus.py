@@ -38,20 +38,24 @@ _CODE_LIKE = re.compile(r"[{}\[\]<>=\\|`@#$^~*]|\(\)|\w_|_\w|::|->|[a-z]\.[a-z]{
 def read_text(path) -> str:
     """The text of a UTF-8 file; ValueError naming the file if it is not readable text.
 
+    Read through :mod:`rnnkit._io`, the one bounded reader: a device (``/dev/zero``), a socket
+    or a directory is refused before it is opened, a file over the input limit
+    (``RNNKIT_MAX_INPUT_BYTES``, 2 GiB by default) from its size, and a pipe is read as a
+    stream that stops at the limit or at its first NUL byte or invalid UTF-8.
     Refused, each with a one-line message: a missing path, a directory, an unreadable file, an
     empty or whitespace-only file, UTF-16 text (by its byte-order mark), binary content (a NUL
     byte, with its offset) and bytes that are not UTF-8 (with the offset of the first bad byte).  A leading UTF-8 byte-order mark is
     dropped.
     """
+    from .._io import read_input_bytes, text_checker
+
     p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{p}: is a directory, not a text file")
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{p}: no such file") from None
-    except OSError as e:
-        raise ValueError(f"{p}: cannot read it ({e.strerror or e})") from None
+    data = read_input_bytes(p, check=text_checker(p))
+    return decode_text(data, p)
+
+
+def decode_text(data: bytes, p) -> str:
+    """``data`` as UTF-8 text, with :func:`read_text`'s checks; ``p`` names it in messages."""
     if not data:
         raise ValueError(f"{p}: the file is empty")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 (or UTF-32) byte-order mark
@@ -67,7 +71,7 @@ def read_text(path) -> str:
                          f"{e.start} ({e.reason})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    if not text.strip():
+    if not text or text.isspace():  # (not text.strip(): that would copy the whole text)
         raise ValueError(f"{p}: the file holds only whitespace, no text")
     return text
 

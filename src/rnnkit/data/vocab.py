@@ -52,10 +52,16 @@ class Vocab:
         Occurrences of the special strings themselves (the ``<eos>`` a tokenizer appends)
         are not counted: the specials are always present.
         """
+        return cls.from_counts(Counter(tokens), min_count, max_size)
+
+    @classmethod
+    def from_counts(cls, counts, min_count: int = 1, max_size: int | None = None) -> Vocab:
+        """:meth:`build` from token counts (a mapping token -> count, e.g. a tokenizer's
+        ``count(text)``), so a corpus need never be held as a list of tokens."""
         min_count = check_positive_int(min_count, "min_count")
         if max_size is not None:
             max_size = check_positive_int(max_size, "max_size", minimum=len(SPECIALS))
-        counts = Counter(tokens)
+        counts = dict(counts)
         for s in SPECIALS:
             counts.pop(s, None)
         for t in counts:
@@ -108,6 +114,16 @@ class Vocab:
             return ids, int(np.count_nonzero(ids == unk))
         return ids
 
+    @property
+    def id_dtype(self) -> np.dtype:
+        """The smallest integer dtype that holds every id: uint8 up to 256 tokens, uint16 up to
+        65536, else int32.  Corpora are encoded in it (a 20 MB text is 20 MB of ids, not 160)."""
+        return id_dtype(len(self._itos))
+
+    def lookup(self) -> dict:
+        """The token -> id dict itself (read-only by convention), for fast bulk encoding."""
+        return self._stoi
+
     def decode(self, ids) -> list[str]:
         """Tokens of ids (M,) (any integer array-like); ValueError for an id outside [0, V)."""
         arr = np.asarray(ids)
@@ -150,6 +166,15 @@ class Vocab:
             raise ValueError(f"vocab: tokens must be a list, got {type(tokens).__name__}")
         _check_token_list(tokens)
         return cls(tokens)
+
+
+def id_dtype(V: int) -> np.dtype:
+    """Smallest dtype for ids in [0, V): uint8, uint16 or int32."""
+    if V <= 1 << 8:
+        return np.dtype(np.uint8)
+    if V <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
 
 
 def _check_token_list(tokens: list) -> None:

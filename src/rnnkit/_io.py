@@ -247,3 +247,24 @@ def text_checker(name) -> Callable[[int, bytes], None]:
                              f"{offset - len(pending) + e.start} ({e.reason})") from None
 
     return check
+
+
+class named_errors:
+    """Context manager: an OSError inside that names no file gets ``path`` as its file name.
+
+    A write that fails for a full disk or a file-size limit raises ``[Errno 28] No space left
+    on device`` with no file; wrapped (``with named_errors(path), open(path, "a") as f:``) the
+    CLI's message becomes ``PATH: No space left on device``.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if (exc is not None and isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError)
+                and exc.filename is None and exc.errno is not None):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from None
+        return False

@@ -66,11 +66,15 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
+            # A full disk or a file-size limit says only "[Errno 28] No space left on device":
+            # the message names the file the user will look for.
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
     _fsync_dir(directory)
     return path

@@ -223,7 +223,8 @@ def _finish_output(code: int, name: str) -> int:
         return code or 1
     except (OSError, ValueError) as e:
         _discard_stdout()
-        return _error(name, f"cannot write to standard output ({getattr(e, 'strerror', None) or e})", 1)
+        reason = getattr(e, "strerror", None) or e
+        return _error(name, f"cannot write to standard output ({reason})", 1)
     return code
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._io import named_errors
 from .checkpoint import atomic_write_bytes
 
 METRICS_FILE = "metrics.jsonl"
@@ -91,7 +92,8 @@ class ProgressReporter:
         self._loss_sum, self._loss_count, self._tokens = 0.0, 0, 0
 
         if self.metrics_path is not None:
-            with open(self.metrics_path, "a", encoding="utf-8") as f:
+            with named_errors(self.metrics_path), \
+                    open(self.metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record, allow_nan=False) + "\n")
         line = self._format(record, train_loss, val_loss)
         if self._bar is not None:

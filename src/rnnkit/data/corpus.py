@@ -44,8 +44,8 @@ def read_text(path) -> str:
     stream that stops at the limit or at its first NUL byte or invalid UTF-8.
     Refused, each with a one-line message: a missing path, a directory, an unreadable file, an
     empty or whitespace-only file, UTF-16 text (by its byte-order mark), binary content (a NUL
-    byte, with its offset) and bytes that are not UTF-8 (with the offset of the first bad byte).  A leading UTF-8 byte-order mark is
-    dropped.
+    byte, with its offset) and bytes that are not UTF-8 (with the offset of the first bad byte).
+    A leading UTF-8 byte-order mark is dropped.
     """
     from .._io import read_input_bytes, text_checker
 

@@ -383,3 +383,16 @@ def test_seq2seq_metadata_names_each_side():
     assert json.loads(dec["rnnkit.vocab"]) == info["tgt_vocab"] and dec["rnnkit.level"] == "word"
     assert enc["rnnkit.graph"] == "encoder" and dec["rnnkit.graph"] == "decoder"
     assert [o.name for o in files["encoder.onnx"].graph.output] == ["h0"]
+
+
+def test_float64_model_exported_as_float32_runs_in_onnx_runtime():
+    """ONNX Runtime has no double LSTM/GRU/RNN: dtype='float32' casts the graph for it."""
+    model = make_lm(CELLS[4], 2, "float64")
+    proto = onnx_models(model, "language_model", {}, dtype="float32")["model.onnx"]
+    rng = np.random.default_rng(9)
+    ids = rng.integers(0, 9, (len(LENGTHS), int(LENGTHS.max())))
+    state = tuple(s.astype(np.float32) for s in model.zero_state(len(LENGTHS)))
+    got = run(proto, lm_feeds(model, ids, LENGTHS, state), np.float32)
+    for i, n in enumerate(LENGTHS):
+        lp, _ = model.log_probs(ids[i:i + 1, :n])
+        close(got["log_probs"][i, :n], lp[0], TOL32)

@@ -215,3 +215,13 @@ def test_written_files_load_without_rnnkit(tmp_path):
     assert torch.equal(a, b)
     lp, _ = model.log_probs(ids[:1])
     close(a[0], lp[0], TOL["float32"])
+
+
+def test_to_torch_without_torch_names_the_install(monkeypatch):
+    import sys
+
+    from rnnkit.export import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependency, match="pip install torch"):
+        to_torch(make_lm(CELLS[0], 1, "float32"))

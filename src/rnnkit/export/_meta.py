@@ -32,6 +32,9 @@ KNOWN_FIELDS = {
     "generator": {"vocab_size", "num_classes", "cond_dim", "embed_dim", "hidden_size",
                   "num_layers", "cell", "dropout", "max_len", "dtype", "seed"},
 }
+# Read from the recurrent layers themselves, whichever config carries them.
+LAYER_FIELDS = {"nonlinearity", "reset_after", "merge_mode"}
+POOLINGS = ("last", "mean", "max")
 # The parameter blocks each exporter reads (parameter names are "block.name").
 KNOWN_BLOCKS = {
     "language_model": {"embed", "rnn", "out"},
@@ -77,7 +80,7 @@ def check_expressible(model, kind: str, fmt: str) -> None:
     """CannotExpress (one line) for anything the exporter would otherwise get wrong."""
     cfg = model.config
     for f in dataclasses.fields(cfg):
-        if f.name in KNOWN_FIELDS[kind]:
+        if f.name in KNOWN_FIELDS[kind] or f.name in LAYER_FIELDS:
             continue
         value, default = getattr(cfg, f.name), _default(f)
         if default is dataclasses.MISSING or value != default:
@@ -87,7 +90,12 @@ def check_expressible(model, kind: str, fmt: str) -> None:
     if unknown:
         raise CannotExpress(f"the {fmt} format cannot express a {kind} with parameters "
                             f"{', '.join(unknown[:3])} (rnnkit export does not handle them)")
+    if kind == "classifier" and cfg.pooling not in POOLINGS:
+        raise CannotExpress(f"the {fmt} format cannot express pooling={cfg.pooling!r} "
+                            f"(rnnkit export knows {', '.join(POOLINGS)})")
     for rnn in recurrent_layers(model, kind):
+        if rnn.mode not in ("rnn", "gru", "lstm"):
+            raise CannotExpress(f"the {fmt} format cannot express a {rnn.mode!r} layer")
         if fmt == "torch" and rnn.bidirectional and rnn.merge_mode != "concat":
             raise CannotExpress(f"the torch format cannot express merge_mode="
                                 f"{rnn.merge_mode!r}: torch.nn concatenates the directions")

@@ -42,7 +42,9 @@ class StreamBatcher:
         S = ids.size // N
         self.batch_size = N
         self.seq_len = T
-        self._streams = ids[: N * S].astype(np.int64).reshape(N, S)
+        # In the ids' own (smallest) dtype, a view when it can be: a corpus is not copied as
+        # int64 (8 bytes a token); each chunk is converted as it is taken.
+        self._streams = np.ascontiguousarray(ids[: N * S]).reshape(N, S)
         self.n_chunks = (S - 1) // T
 
     def __len__(self) -> int:
@@ -58,8 +60,8 @@ class StreamBatcher:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.n_chunks:
             raise ValueError(f"chunk index must be an integer in [0, {self.n_chunks}), got {k!r}")
         t0 = int(k) * self.seq_len
-        x = self._streams[:, t0: t0 + self.seq_len].copy()
-        y = self._streams[:, t0 + 1: t0 + self.seq_len + 1].copy()
+        x = self._streams[:, t0: t0 + self.seq_len].astype(np.int64)
+        y = self._streams[:, t0 + 1: t0 + self.seq_len + 1].astype(np.int64)
         return x, y
 
     def epoch(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -215,6 +215,20 @@ class WordTokenizer:
             return ids, int(np.count_nonzero(ids == unk))
         return ids
 
+    def detokenize(self, tokens: Iterable[str]) -> str:
+        """Text of tokens: words joined by spaces, ``<eos>`` a line break, ``<pad>`` dropped."""
+        out: list[str] = []
+        line: list[str] = []
+        for t in tokens:
+            if t == EOS:
+                out.append(" ".join(line) + "\n")
+                line = []
+            elif t != PAD:
+                line.append(t)
+        if line:
+            out.append(" ".join(line))
+        return "".join(out)
+
 
 def get_tokenizer(level: str = "char", **options):
     """The tokenizer for ``level`` ("char" or "word"); options go to its constructor."""

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from rnnkit.models._blocks import pad_batch  # noqa: E402
-from rnnkit.training_tasks import edit_distance, fit  # noqa: E402
+from rnnkit.training import edit_distance, fit  # noqa: E402
 
 
 def load_cmudict():

@@ -31,7 +31,7 @@ import _wordlists  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import ConditionalGenerator, GeneratorConfig  # noqa: E402
 from rnnkit.models._blocks import pad_batch  # noqa: E402
-from rnnkit.training_tasks import fit  # noqa: E402
+from rnnkit.training import fit  # noqa: E402
 
 
 def main(argv=None):
@@ -67,7 +67,7 @@ def main(argv=None):
     result = fit(model, make, len(train), steps=args.steps, batch_size=args.batch, lr=args.lr,
                  seed=args.seed, val=(batcher(val)[0], len(val)), eval_every=500,
                  length_fn=lambda i: len(ys[i]), lr_decay=0.5, log=lambda m: print(m, flush=True))
-    from rnnkit.training_tasks import evaluate_loss
+    from rnnkit.training import evaluate_loss
 
     nats_true = evaluate_loss(model, batcher(test)[0], len(test))
     nats_wrong = np.mean([evaluate_loss(model, batcher(test, s)[0], len(test))

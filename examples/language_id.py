@@ -26,7 +26,7 @@ import _wordlists  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import ClassifierConfig, SequenceClassifier  # noqa: E402
 from rnnkit.models._blocks import pad_batch  # noqa: E402
-from rnnkit.training_tasks import confusion_matrix, fit  # noqa: E402
+from rnnkit.training import confusion_matrix, fit  # noqa: E402
 
 
 def main(argv=None):

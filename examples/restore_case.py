@@ -31,7 +31,7 @@ from rnnkit.data import default_corpus  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import SequenceTagger, TaggerConfig  # noqa: E402
 from rnnkit.models._blocks import pad_batch  # noqa: E402
-from rnnkit.training_tasks import fit  # noqa: E402
+from rnnkit.training import fit  # noqa: E402
 
 MAX_CHARS = 100
 

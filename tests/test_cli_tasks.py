@@ -143,7 +143,7 @@ def test_malformed_lines_name_their_line(task, text, message, tmp_path, capsys):
     (["--batch", "0"], "--batch must be a positive integer"),
     (["--lr", "0"], "--lr must be a positive number"),
     (["--val", "/nonexistent/val.tsv"], "no such file"),
-    (["--clip", "inf"], "--clip must be positive"),
+    (["--clip", "inf"], "--clip must be >= 0"),
     (["--checkpoint-every", "0"], "--checkpoint-every must be a positive integer"),
     (["--on-nonfinite", "ignore"], "--on-nonfinite must be stop or skip, got 'ignore'"),
     (["--resume"], "--resume: no checkpoint.safetensors in"),
@@ -177,7 +177,7 @@ def test_task_without_action_is_one_line_on_stderr(task, capsys):
 def test_existing_model_needs_force(models, data, capsys):
     before = (models / "tag" / "model.safetensors").read_bytes()
     code, _, err = run(["tag", "train", str(data / "tag.tsv"), "--out", str(models / "tag")], capsys)
-    assert code == 2 and "already holds a model; add --force" in err
+    assert code == 2 and "already holds a model: --resume continues it, --force starts over" in err
     assert (models / "tag" / "model.safetensors").read_bytes() == before
 
 

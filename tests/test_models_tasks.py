@@ -9,7 +9,7 @@ from rnnkit.models import (ClassifierConfig, ConditionalGenerator, FeedForward, 
                            GeneratorConfig, Seq2Seq, Seq2SeqConfig, SequenceClassifier,
                            SequenceTagger, TaggerConfig)
 from rnnkit.models._blocks import config_from_json, pad_batch
-from rnnkit.training_tasks import confusion_matrix, edit_distance, fit
+from rnnkit.training import confusion_matrix, edit_distance, fit
 
 
 def random_seqs(rng, n, vocab=(3, 4, 5), lo=1, hi=5):

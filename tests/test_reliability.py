@@ -537,7 +537,7 @@ def test_nonfinite_skip_skips_the_step(where, monkeypatch, corpus, tmp_path):
     summary = Trainer(tiny(out, corpus, steps=20, on_nonfinite="skip"), stream=QUIET()).run()
     assert summary["skipped_steps"] == 4 and summary["steps"] == 20
     params, meta = _params_of(out / "checkpoint.safetensors")
-    assert meta["step"] == 20 and meta["skipped_steps"] == 4  # a skipped last step still saves
+    assert meta["step"] == 20 and meta["skipped"] == 4  # a skipped last step still saves
     assert all(np.isfinite(v).all() for v in params.values())
     assert np.isfinite(load_model(out).model.params["out.weight"]).all()
 
@@ -589,15 +589,15 @@ def interrupted(corpus, tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda a, m: m.pop("optimizer"), "does not fit this run"),
-    (lambda a, m: m.__setitem__("options", [1, 2]), "holds no run options"),
+    (lambda a, m: m["run"].__setitem__("options", [1, 2]), "holds no run options"),
     (lambda a, m: m.__setitem__("kind", "language_model"), "is not a training checkpoint"),
     (lambda a, m: m.__setitem__("step", -3), "step must be >= 0"),
-    (lambda a, m: m.__setitem__("dropout_rng", {"bit_generator": "os.system"}), "rng state"),
+    (lambda a, m: m.__setitem__("world_size", 3), r"trained on 3 process\(es\)"),
     (lambda a, m: a.__setitem__("state/h", np.zeros((1, 3, 8), np.float32)), "carried state"),
     (lambda a, m: a.__setitem__("param/out.bias", np.full_like(a["param/out.bias"], np.nan)),
      "NaN or Inf"),
     (lambda a, m: a.pop("param/out.bias"), "missing"),
-    (lambda a, m: m["model"].__setitem__("vocab", {"tokens": 3}), "bad vocabulary"),
+    (lambda a, m: m["run"]["model"].__setitem__("vocab", {"tokens": 3}), "bad vocabulary"),
 ])
 def test_resume_refuses_a_forged_checkpoint(edit, match, interrupted, corpus):
     path = interrupted / "checkpoint.safetensors"
@@ -638,8 +638,8 @@ _GOOD_STATE = {}
 
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["step", "options", "model", "optimizer", "scheduler", "dropout_rng",
-                            "best_val", "skipped_steps", "data_sha256", "kind"]),
+@given(key=st.sampled_from(["step", "run", "optimizer", "scheduler", "source", "world_size",
+                            "best_val", "skipped", "history", "kind"]),
        value=_JSON)
 def test_fuzz_forged_training_state(key, value, interrupted, corpus):
     """Any JSON in any field of a training checkpoint with a valid checksum: --resume gives a

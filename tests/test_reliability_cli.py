@@ -145,7 +145,7 @@ BAD_INPUTS = [
      "no checkpoint.safetensors in"),
     ("train-resume-other-options",
      lambda p, o: ["train", p.corpus, "--out", p.lm, *TINY[:-8], "--hidden", "9", *TINY[4:],
-                   "--resume"], "--resume: options differ from the checkpoint's: hidden (8 -> 9)"),
+                   "--resume"], "--resume: options differ from the checkpoint's: --hidden (8 -> 9)"),
     ("train-no-out", lambda p, o: ["train", p.corpus], "the following arguments are required: --out"),
     ("train-unknown-option", lambda p, o: ["train", p.corpus, "--out", o, "--hiden", "8"],
      "unrecognized arguments: --hiden"),
@@ -488,5 +488,5 @@ def test_diverging_run_with_skip_finishes_and_says_so(p, tmp_path, capsys, recwa
     assert _runtime_warnings(recwarn) == []
     assert "skipped for a NaN/Inf loss or gradient" in stdout
     arrays, meta = load_checkpoint(out / "checkpoint.safetensors")
-    assert meta["step"] == 40 and meta["skipped_steps"] > 0
+    assert meta["step"] == 40 and meta["skipped"] > 0
     assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")

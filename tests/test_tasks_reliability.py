@@ -33,7 +33,7 @@ from rnnkit.cli_tasks import load_bundle
 from rnnkit.models import (ClassifierConfig, FeedForward, FeedForwardConfig, Seq2Seq,
                            Seq2SeqConfig, SequenceClassifier, SequenceTagger, TaggerConfig)
 from rnnkit.optim import Adam
-from rnnkit.training_tasks import (BatchOrder, TrainingError, fit, load_training_state)
+from rnnkit.training import (BatchOrder, TrainingError, fit, load_training_state)
 
 TASKS = ("classify", "tag", "seq2seq")
 MODEL_CLASS = {"classify": SequenceClassifier, "tag": SequenceTagger, "seq2seq": Seq2Seq}
@@ -359,7 +359,7 @@ def _assert_same_run(a: Path, b: Path, steps=30):
         else:
             assert meta_b["step"] == steps
             for m in (meta_a, meta_b):
-                m["run"]["options"].pop("resume")
+                m["run"]["options"].pop("resume", None)
                 m["run"]["options"].pop("out")
             assert _without_seconds(meta_a) == _without_seconds(meta_b)
     metrics = [[_without_seconds(json.loads(x)) for x in (d / "metrics.jsonl").read_text()
@@ -445,12 +445,13 @@ def test_resume_checks_data_by_content(interrupted, data, tmp_path, capsys):
 @pytest.mark.parametrize("edit, match", [
     (lambda a, m: m.__setitem__("step", -3), "step must be >= 0"),
     (lambda a, m: m.__setitem__("step", 31), "past the 30 steps"),
-    (lambda a, m: m.__setitem__("rng", {"bit_generator": "os.system"}), "rng state"),
-    (lambda a, m: m.__setitem__("order_pos", 99), "position past the epoch's end"),
+    (lambda a, m: m["source"].__setitem__("rng", {"bit_generator": "os.system"}), "rng state"),
+    (lambda a, m: m["source"].__setitem__("order_pos", 99), "position past the epoch's end"),
     (lambda a, m: a.__setitem__("order/indices", a["order/indices"] + 1000), "indices outside"),
     (lambda a, m: a.pop("order/bounds"), "order/bounds"),
     (lambda a, m: m.pop("optimizer"), "optimizer"),
-    (lambda a, m: m["fit"].__setitem__("batch_size", 4), "made with other settings: batch_size"),
+    (lambda a, m: m["run"]["options"].__setitem__("batch", 4),
+     "options differ from the checkpoint's: --batch (4 -> 8)"),
     (lambda a, m: m.__setitem__("running", ["x"]), "running loss"),
     (lambda a, m: m.__setitem__("history", 5), "does not fit this run"),
     (lambda a, m: a.__setitem__("param/out.bias", np.full_like(a["param/out.bias"], np.nan)),
@@ -458,7 +459,7 @@ def test_resume_checks_data_by_content(interrupted, data, tmp_path, capsys):
     (lambda a, m: a.__setitem__("param/out.bias", np.zeros(5, np.float32)), "out.bias"),
     (lambda a, m: a.pop("param/out.bias"), "missing ['out.bias']"),
     (lambda a, m: m.__setitem__("kind", "language_model_training"),
-     "not a task training checkpoint"),
+     "is not a training checkpoint"),
     (lambda a, m: m["run"].__setitem__("task", "tag"), "not the training state of a classify"),
     (lambda a, m: m["run"].__setitem__("options", None), "holds no run options"),
 ])
@@ -491,10 +492,10 @@ def test_resume_and_force_mistakes(interrupted, reference, data, tmp_path, capsy
     assert "start over with --force" in err_of(
         train_argv("classify", data, model_only, "--resume"))
     # A directory with a run in it is not overwritten without --force...
-    assert "already holds a model; add --force to replace it or --resume" in err_of(
+    assert "already holds a model: --resume continues it, --force starts over" in err_of(
         train_argv("classify", data, interrupted))
     (interrupted / "model.safetensors").unlink()
-    assert "already holds a training run (checkpoint.safetensors); --resume continues it, " \
+    assert "already holds a training run (checkpoint.safetensors): --resume continues it, " \
            "--force starts over" in err_of(train_argv("classify", data, interrupted))
     # ... and --force starts over: the old training state can never be resumed by mistake.
     assert main(train_argv("classify", data, interrupted, "--force", "--steps", "3")) == 0
@@ -573,10 +574,10 @@ def test_fit_resumes_through_the_api(tmp_path, monkeypatch):
     b, mb = load_training_state(ckpt)
     assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert ma["optimizer"]["lr"] == mb["optimizer"]["lr"] < 0.05
-    with pytest.raises(ValueError, match=r"made with other settings: batch_size \(6 -> 7\)"):
+    with pytest.raises(ValueError, match=r"options differ from the checkpoint.s: --batch-size \(6 -> 7\)"):
         fit(FeedForward(cfg), make, 40, steps=23, checkpoint=ckpt,
             resume_state=load_training_state(ckpt), **{**kw, "batch_size": 7})
-    with pytest.raises(ValueError, match="n_train"):
+    with pytest.raises(ValueError, match="n-train"):
         fit(FeedForward(cfg), make, 39, steps=23, checkpoint=ckpt,
             resume_state=load_training_state(ckpt), **kw)
 

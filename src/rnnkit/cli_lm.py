@@ -25,36 +25,16 @@ def _positive_float(name):
 
 
 def register(sub) -> None:
+    from .lm.options import TrainOptions
+    from .training.options import add_options
+
     t = sub.add_parser("train", help="train a language model on text files (or the built-in corpus)",
-                       description="Train a language model with stateful truncated BPTT.")
-    t.add_argument("corpus", nargs="*", metavar="CORPUS",
-                   help="UTF-8 text files (default: the built-in corpus)")
-    t.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
-    t.add_argument("--val", metavar="FILE", help="held-out text (default: the corpus' last --val-fraction)")
-    t.add_argument("--val-fraction", type=float, default=0.05)
-    t.add_argument("--cell", default="lstm", help="lstm, gru or rnn")
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--hidden", type=int, default=256)
-    t.add_argument("--embed", type=int, default=64)
-    t.add_argument("--level", default="char", help="char (default) or word")
-    t.add_argument("--min-count", type=int, default=1, help="word level: rarer words become <unk>")
-    t.add_argument("--max-vocab", type=int, default=None)
-    t.add_argument("--seq-len", type=int, default=100)
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--optimizer", default="adam", help="adam or sgd")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip (0: off)")
-    t.add_argument("--dropout", type=float, default=0.0)
-    t.add_argument("--lr-decay", type=float, default=0.5, help="lr factor on a validation plateau (1: off)")
-    t.add_argument("--patience", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--eval-every", type=int, default=200)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--on-nonfinite", default="stop", help="stop (default) or skip a NaN/Inf step")
+                       description="Train a language model with stateful truncated BPTT "
+                                   "(mpiexec -n K rnnkit train ...: on K processes).")
+    add_options(t, TrainOptions)
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    t.add_argument("--force", action="store_true", help="replace a model already in --out")
+    t.add_argument("--force", action="store_true",
+                   help="start over, replacing the model, training state and metrics in --out")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     t.set_defaults(func=cmd_train)
 
@@ -92,20 +72,19 @@ def register(sub) -> None:
 
 def cmd_train(args) -> int:
     from .lm.train import Trainer, TrainOptions, TrainingError
+    from .training.options import from_args
 
-    opts = TrainOptions(
-        out=args.out, corpus=list(args.corpus), val=args.val, val_fraction=args.val_fraction,
-        cell=args.cell, layers=args.layers, hidden=args.hidden, embed=args.embed,
-        level=args.level, min_count=args.min_count, max_vocab=args.max_vocab,
-        seq_len=args.seq_len, batch=args.batch, steps=args.steps, optimizer=args.optimizer,
-        lr=args.lr, clip=args.clip, dropout=args.dropout, lr_decay=args.lr_decay,
-        patience=args.patience, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every, log_every=args.log_every, on_nonfinite=args.on_nonfinite)
+    trainer = Trainer(from_args(TrainOptions, args, corpus=list(args.corpus)),
+                      resume=args.resume, force=args.force)
     try:
-        summary = Trainer(opts, resume=args.resume, force=args.force).run()
+        summary = trainer.run()
     except TrainingError as e:
         print(f"rnnkit train: error: {e}", file=sys.stderr)
         return 1
+    if summary["world_size"] > 1:
+        from .training.dist import world
+        if world().rank != 0:  # rank 0 speaks for the run
+            return summary["exit_code"] or 0
     if args.json:
         print(json.dumps(summary))
     else:
@@ -116,7 +95,7 @@ def cmd_train(args) -> int:
         print(f"{state}: step {summary['steps']}, best validation loss "
               f"{'n/a' if best is None else f'{best:.4f} nats/token'}{note}, "
               f"model in {summary['out']}")
-    return 130 if summary["interrupted"] else 0
+    return summary["exit_code"] if summary["interrupted"] else 0
 
 
 def cmd_eval(args) -> int:

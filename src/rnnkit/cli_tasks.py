@@ -30,7 +30,6 @@ TAB only the part before it is read, so a training file can be given as it is) a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -45,8 +44,7 @@ from .data.vocab import Vocab
 from .models import (ClassifierConfig, Seq2Seq, Seq2SeqConfig, SequenceClassifier,
                      SequenceTagger, TaggerConfig)
 from .models._blocks import CELLS, check_stored_params, config_from_json, pad_batch
-from .training_tasks import (NONFINITE_MODES, TrainingError, edit_distance, fit,
-                             load_training_state)
+from .training.metrics import edit_distance
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -197,97 +195,17 @@ def _one_line(e: BaseException) -> str:
     return text[:200] + "..." if len(text) > 200 else text
 
 
-# ---- options -----------------------------------------------------------------------------
-def _positive(args, name, flag):
-    v = getattr(args, name)
-    if v < 1:
-        raise ValueError(f"{flag} must be a positive integer, got {v}")
-    return v
-
-
-def check_train_args(args):
-    if args.cell not in CELLS:
-        raise ValueError(f"unknown cell {args.cell!r}: choose one of {', '.join(CELLS)}")
-    for name, flag in [("layers", "--layers"), ("hidden", "--hidden"), ("embed", "--embed"),
-                       ("steps", "--steps"), ("batch", "--batch")]:
-        _positive(args, name, flag)
-    if args.eval_every is not None:
-        _positive(args, "eval_every", "--eval-every")
-    _positive(args, "checkpoint_every", "--checkpoint-every")
-    if args.on_nonfinite not in NONFINITE_MODES:
-        raise ValueError(f"--on-nonfinite must be stop or skip, got {args.on_nonfinite!r}")
-    if not args.lr > 0 or not np.isfinite(args.lr):
-        raise ValueError(f"--lr must be a positive number, got {args.lr}")
-    if not 0.0 <= args.dropout < 1.0:
-        raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
-    if args.clip is not None and not (args.clip > 0 and math.isfinite(args.clip)):
-        raise ValueError(f"--clip must be positive, got {args.clip}")
-    for name in ("level", "source_level", "target_level"):
-        v = getattr(args, name, None)
-        if v is not None and v not in LEVELS:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be 'char' or 'word', got {v!r}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory")
-    has_model, has_state = (out / MODEL_FILE).exists(), (out / CHECKPOINT_FILE).exists()
-    if args.resume:
-        if not has_state:
-            hint = (" (its training ended before a checkpoint was written: start over with "
-                    "--force)" if has_model else "")
-            raise ValueError(f"--resume: no {CHECKPOINT_FILE} in {out}{hint}")
-    elif has_model and not args.force:
-        raise ValueError(f"--out {out}: already holds a model; add --force to replace it"
-                         + (" or --resume to continue its training" if has_state else ""))
-    elif has_state and not args.force:
-        raise ValueError(f"--out {out}: already holds a training run ({CHECKPOINT_FILE}); "
-                         "--resume continues it, --force starts over")
-
-
-def _add_train_options(p, task):
-    p.add_argument("data", metavar="DATA.tsv", help="training data, one example per line")
-    p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
-    p.add_argument("--val", metavar="FILE", help="held-out data in the same format")
-    p.add_argument("--cell", default="lstm", help="rnn, gru or lstm (default lstm)")
-    p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers (default 1)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden units per direction (default 128)")
-    p.add_argument("--embed", type=int, default=64, help="embedding size (default 64)")
-    p.add_argument("--bidirectional", action="store_true",
-                   help="read each input both ways (the seq2seq encoder, for seq2seq)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate (default 0)")
-    p.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
-    p.add_argument("--batch", type=int, default=32, help="examples per step (default 32)")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
-    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clip (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--eval-every", type=int, default=None, metavar="N",
-                   help="steps between held-out evaluations (default min(steps, 200))")
-    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
-                   help="steps between saves of the training state (default 500)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run whose checkpoint is in --out")
-    p.add_argument("--on-nonfinite", default="stop", metavar="stop|skip",
-                   help="at a NaN/Inf loss or gradient: stop (default) or skip the step")
-    p.add_argument("--force", action="store_true", help="replace a model already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    if task == "classify":
-        p.add_argument("--level", default="char", help="read text as 'char' (default) or 'word' tokens")
-        p.add_argument("--pooling", default="last", help="last (default), mean or max")
-    if task == "seq2seq":
-        p.add_argument("--source-level", default="char", help="'char' (default) or 'word'")
-        p.add_argument("--target-level", default="char", help="'char' (default) or 'word'")
-
-
+# ---- options: rnnkit.training.task_cli (train) -------------------------------------------
 def register(sub) -> None:
+    from .training.task_cli import add_train_parser
+
     helps = {"classify": "sequence classification (text<TAB>label)",
              "tag": "sequence tagging (tokens<TAB>tags)",
              "seq2seq": "sequence-to-sequence (source<TAB>target)"}
     for task in TASKS:
         p = sub.add_parser(task, help=helps[task], description=helps[task])
         actions = p.add_subparsers(dest="action", metavar="ACTION")
-        t = actions.add_parser("train", help="train a model on DATA.tsv into DIR")
-        _add_train_options(t, task)
-        t.set_defaults(func=lambda a, task=task: cmd_train(a, task))
+        add_train_parser(actions, task)
         q = actions.add_parser("predict", help="predict one line of input at a time")
         q.add_argument("model", metavar="DIR", help="model directory written by train")
         q.add_argument("input", metavar="FILE", nargs="?", help="inputs, one per line (default stdin)")
@@ -307,185 +225,17 @@ def _no_action(task) -> int:
     return 2
 
 
-# ---- train -------------------------------------------------------------------------------
-# Options a resumed run may change; every other one must be what the run started with.  The
-# data files may be named differently (another working directory, a copy): what must match
-# is their content, checked by digest.
-RESUMABLE_CHANGES = frozenset({"out", "data", "val", "steps", "eval_every", "checkpoint_every",
-                               "on_nonfinite", "quiet", "force", "resume"})
-
-
-def _log(args):
-    return None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-
-
-def _run_options(args) -> dict:
-    """The train options as JSON, as saved in the checkpoint for ``--resume`` to compare."""
-    return {k: v for k, v in sorted(vars(args).items())
-            if k not in ("func", "command", "action") and not callable(v)}
-
-
-def _digest(examples) -> str | None:
-    """SHA-256 of parsed examples (not of the file: blank lines and the path do not count)."""
-    if examples is None:
-        return None
-    text = json.dumps([[src, out] for _, src, out in examples], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _check_resume(path, meta, task, options, digests) -> None:
-    run = meta.get("run")
-    if not isinstance(run, dict) or run.get("task") != task:
-        raise ValueError(f"--resume: {path} is not the training state of a {task} model")
-    saved = run.get("options")
-    if not isinstance(saved, dict):
-        raise ValueError(f"--resume: {path} holds no run options")
-    diff = sorted(k for k in options if k not in RESUMABLE_CHANGES and saved.get(k) != options[k])
-    if diff:
-        shown = ", ".join(f"--{k.replace('_', '-')} ({saved.get(k)!r} -> {options[k]!r})"
-                          for k in diff)
-        raise ValueError(f"--resume: options differ from the checkpoint's: {shown}")
-    if run.get("data_sha256") != digests["data_sha256"]:
-        raise ValueError("--resume: the training data differs from the data this run started on")
-    if run.get("val_sha256") != digests["val_sha256"]:
-        raise ValueError("--resume: the validation data differs from the data this run "
-                         "started on" + ("" if digests["val_sha256"] else " (give the same --val)"))
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """The ``.NAME.XXXX.tmp`` files an atomic write leaves when the process is killed midway."""
-    for name in (MODEL_FILE, CHECKPOINT_FILE, "metrics.jsonl"):
-        for tmp in out.glob(f".{name}.*.tmp"):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-
-
+# ---- train: rnnkit.training.task_cli.cmd_train ----------------------------------------
 def cmd_train(args, task) -> int:
-    check_train_args(args)
-    levels = ((getattr(args, "level", None) or "word") if task != "seq2seq" else args.source_level,
-              getattr(args, "target_level", None) or "word")
-    if task == "tag":
-        levels = ("word", "word")
-    train = read_tsv(args.data, task, levels)
-    val = read_tsv(args.val, task, levels) if args.val else None
-    out = Path(args.out)
-    ckpt = out / CHECKPOINT_FILE
-    options = _run_options(args)
-    digests = {"data_sha256": _digest(train), "val_sha256": _digest(val)}
-    resume_state = None
-    if args.resume:
-        resume_state = load_training_state(ckpt)
-        _check_resume(ckpt, resume_state[1], task, options, digests)
-    src_vocab = Vocab.build(t for _, s, _ in train for t in s)
-    dtype = "float32"
-    common = dict(embed_dim=args.embed, hidden_size=args.hidden, num_layers=args.layers,
-                  cell=args.cell, bidirectional=args.bidirectional, dropout=args.dropout,
-                  dtype=dtype, seed=args.seed)
-    meta = {"vocab": src_vocab.to_json()}
-    if task == "classify":
-        labels = sorted({y for _, _, y in train})
-        lid = {y: i for i, y in enumerate(labels)}
-        model = SequenceClassifier(ClassifierConfig(len(src_vocab), len(labels), pooling=args.pooling,
-                                                    **common))
-        meta.update(labels=labels, level=levels[0])
-        encode_out = lambda ex, where: _lookup(lid, ex[2], where, "label")
-    elif task == "tag":
-        labels = sorted({y for _, _, ys in train for y in ys})
-        lid = {y: i for i, y in enumerate(labels)}
-        model = SequenceTagger(TaggerConfig(len(src_vocab), len(labels), **common))
-        meta.update(labels=labels)
-        encode_out = lambda ex, where: np.array([_lookup(lid, y, where, "tag") for y in ex[2]])
-    else:
-        tgt_vocab = Vocab.build(t for _, _, y in train for t in y)
-        max_len = max(len(y) for _, _, y in train)
-        model = Seq2Seq(Seq2SeqConfig(len(src_vocab), len(tgt_vocab),
-                                      max_target_len=2 * max_len + 10, **common))
-        meta = {"src_vocab": src_vocab.to_json(), "tgt_vocab": tgt_vocab.to_json(),
-                "source_level": levels[0], "target_level": levels[1]}
-        encode_out = lambda ex, where: tgt_vocab.encode(ex[2])
+    from .training.task_cli import cmd_train as run
 
-    def encode(examples, path):
-        xs = [src_vocab.encode(s) for _, s, _ in examples]
-        ys = [encode_out(ex, f"{path}: line {ex[0]}") for ex in examples]
-        return xs, ys
-
-    xs, ys = encode(train, args.data)
-    vxs, vys = encode(val, args.val) if val else (None, None)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    if not args.resume:
-        ckpt.unlink(missing_ok=True)  # a run started over must never resume the old one
-    log = _log(args)
-    if log:
-        log(f"{task}: {len(train)} training examples"
-            + (f", {len(val)} held out" if val else "")
-            + f"; {model.num_parameters()} parameters"
-            + (f"; resuming at step {resume_state[1].get('step')}" if resume_state else ""))
-
-    def batcher(X, Y):
-        def make(idx):
-            ids, lengths = pad_batch([X[i] for i in idx])
-            if task == "classify":
-                return {"ids": ids, "lengths": lengths, "labels": np.array([Y[i] for i in idx])}
-            if task == "tag":
-                tags, _ = pad_batch([Y[i] for i in idx])
-                return {"ids": ids, "lengths": lengths, "tags": tags}
-            return {"src": ids, "src_lengths": lengths, "targets": [Y[i] for i in idx]}
-        return make
-
-    try:
-        result = fit(model, batcher(xs, ys), len(xs), steps=args.steps, batch_size=args.batch,
-                     lr=args.lr, clip=args.clip, seed=args.seed,
-                     val=(batcher(vxs, vys), len(vxs)) if val else None,
-                     eval_every=args.eval_every, length_fn=lambda i: len(xs[i]), log=log,
-                     on_nonfinite=args.on_nonfinite, checkpoint=ckpt,
-                     checkpoint_every=args.checkpoint_every,
-                     checkpoint_meta={"task": task, "options": options, **digests},
-                     resume_state=resume_state)
-    except TrainingError as e:
-        print(f"rnnkit {task}: error: {e}", file=sys.stderr)
-        return 1
-    info = {"steps": result.steps, "seconds": round(result.seconds, 1),
-            "train_loss": result.train_loss, "val_loss": result.val_loss,
-            "best_step": result.best_step, "skipped_steps": result.skipped,
-            "train_file": str(args.data)}
-    if result.interrupted:
-        # The best weights so far (or the current ones), so the directory is usable as it
-        # is; --resume goes on from the training state, not from this file.
-        meta["info"] = {**info, "interrupted": True}
-        save_bundle(out, task, model, meta)
-        _write_metrics(out, result.history)
-        print(f"interrupted; resume with --resume: step {result.steps} of {args.steps}, "
-              f"training state in {ckpt}")
-        return 130
-    if val:
-        info.update(evaluate(model, task, vxs, vys))
-    meta["info"] = info
-    path = save_bundle(out, task, model, meta)
-    _write_metrics(out, result.history)
-    summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in info.items()
-                        if k not in ("train_file", "skipped_steps") and v is not None)
-    note = (f"; {result.skipped} step(s) skipped for a NaN/Inf loss or gradient"
-            if result.skipped else "")
-    print(f"saved {path} ({summary}){note}")
-    return 0
+    return run(args, task)
 
 
 def _lookup(table, y, where, what):
     if y not in table:
         raise ValueError(f"{where}: {what} {y!r} does not occur in the training data")
     return table[y]
-
-
-def _write_metrics(out, history):
-    import json
-
-    from .checkpoint import atomic_write_text
-    atomic_write_text(out / "metrics.jsonl",
-                      "".join(json.dumps(r, allow_nan=False) + "\n" for r in history))
 
 
 def evaluate(model, task, xs, ys, batch=256) -> dict:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _wordlists  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import ConditionalGenerator, GeneratorConfig  # noqa: E402
-from rnnkit.models._blocks import pad_batch  # noqa: E402
+from rnnkit.data import pad_sequences  # noqa: E402
 from rnnkit.training import fit  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     judge = None
     if args.judge:
-        from rnnkit.cli_tasks import load_bundle
+        from rnnkit.tasks import load_bundle
 
         judge, jmeta = load_bundle(args.judge, "classify")
         if jmeta["labels"] != list(langs):
@@ -93,7 +93,7 @@ def main(argv=None):
         line = f"{_wordlists.NAMES[lang]:>8}: {100 * len(new) / len(words):5.1f}% new"
         if judge is not None:
             jv = jmeta["vocab"]
-            pred = judge.predict(*pad_batch([jv.encode(list(w)) for w in words]))
+            pred = judge.predict(*pad_sequences([jv.encode(list(w)) for w in words]))
             line += f", {100 * np.mean(pred == k):5.1f}% judged {lang}"
         print(line + "  e.g. " + ", ".join(new[:8]), flush=True)
     print(f"total run time {(time.perf_counter() - t0) / 60:.1f} min")

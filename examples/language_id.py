@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _wordlists  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import ClassifierConfig, SequenceClassifier  # noqa: E402
-from rnnkit.models._blocks import pad_batch  # noqa: E402
+from rnnkit.data import pad_sequences  # noqa: E402
 from rnnkit.training import confusion_matrix, fit  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main(argv=None):
         ys = np.array([k for _, k in data])
 
         def make(idx):
-            ids, lengths = pad_batch([xs[i] for i in idx])
+            ids, lengths = pad_sequences([xs[i] for i in idx])
             return {"ids": ids, "lengths": lengths, "labels": ys[idx]}
         return make, xs, ys
 
@@ -67,7 +67,7 @@ def main(argv=None):
                  lr=args.lr, seed=args.seed, val=(batcher(val)[0], len(val)), eval_every=500,
                  length_fn=lambda i: len(xs[i]), lr_decay=0.5, log=lambda m: print(m, flush=True))
     _, txs, tys = batcher(test)
-    preds = np.concatenate([model.predict(*pad_batch(txs[i: i + 512]))
+    preds = np.concatenate([model.predict(*pad_sequences(txs[i: i + 512]))
                             for i in range(0, len(txs), 512)])
     acc = float(np.mean(preds == tys))
     cm = confusion_matrix(tys, preds, len(langs))
@@ -80,10 +80,10 @@ def main(argv=None):
         print(f"{lang:>5} " + " ".join(f"{n:>5}" for n in cm[k]) + f"  {100 * cm[k, k] / cm[k].sum():5.1f}%")
     probe = ["computer", "schmetterling", "papillon", "mariposa", "farfalla", "vlinder",
              "understanding", "wahrscheinlich", "aujourd", "desarrollo", "ragazzo", "gezellig"]
-    pp = model.predict(*pad_batch([vocab.encode(list(w)) for w in probe]))
+    pp = model.predict(*pad_sequences([vocab.encode(list(w)) for w in probe]))
     print("examples: " + ", ".join(f"{w} -> {langs[p]}" for w, p in zip(probe, pp)))
     if args.save:
-        from rnnkit.cli_tasks import save_bundle
+        from rnnkit.tasks import save_bundle
 
         out = Path(args.save)
         out.mkdir(parents=True, exist_ok=True)

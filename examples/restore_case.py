@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from rnnkit.data import default_corpus  # noqa: E402
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import SequenceTagger, TaggerConfig  # noqa: E402
-from rnnkit.models._blocks import pad_batch  # noqa: E402
+from rnnkit.data import pad_sequences  # noqa: E402
 from rnnkit.training import fit  # noqa: E402
 
 MAX_CHARS = 100
@@ -109,8 +109,8 @@ def main(argv=None):
         ys = [tags_of(ln) for ln in lines]
 
         def make(idx):
-            ids, lengths = pad_batch([xs[i] for i in idx])
-            tags, _ = pad_batch([ys[i] for i in idx])
+            ids, lengths = pad_sequences([xs[i] for i in idx])
+            tags, _ = pad_sequences([ys[i] for i in idx])
             return {"ids": ids, "lengths": lengths, "tags": tags}
         return make, xs, ys
 
@@ -130,7 +130,7 @@ def main(argv=None):
         preds = [None] * len(txs)
         for s in range(0, len(order), 256):
             idx = order[s: s + 256]
-            for i, p in zip(idx, model.predict(*pad_batch([txs[i] for i in idx]))):
+            for i, p in zip(idx, model.predict(*pad_sequences([txs[i] for i in idx]))):
                 preds[i] = p
         results[name] = (preds, res.seconds, model)
     print("\nheld-out test lines:")
@@ -142,7 +142,7 @@ def main(argv=None):
         report(f"{name} LSTM ({secs / 60:.1f} min)", preds, tys)
     model = results["bidirectional"][2]
     for line in test[:3]:
-        p = model.predict(*pad_batch([vocab.encode(list(line.lower()))]))[0]
+        p = model.predict(*pad_sequences([vocab.encode(list(line.lower()))]))[0]
         print("  " + "".join(c.upper() if t else c for c, t in zip(line.lower(), p)))
     print(f"total run time {(time.perf_counter() - t0) / 60:.1f} min")
 

@@ -104,8 +104,7 @@ def machine_info():
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
             "numpy_blas_threads": blas.get_threads(), "torch_threads": torch.get_num_threads(),
-            "rnnkit_step_blas_threads": (blas.STEP_THREADS or
-                                         f"1 below {blas.SPLIT_MACS} MACs per step, else all"),
+            "rnnkit_thread_plan": blas.describe(BASE["N"], BASE["H"], 4),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                     "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
             "loadavg_at_start": load}
@@ -348,11 +347,10 @@ def main(argv=None):
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
     if args.threads:
-        from rnnkit.kernels import blas
+        from threadpoolctl import threadpool_limits
 
-        api = blas._load()
-        if api:
-            api[0](threads)
+        threadpool_limits(threads, user_api="blas")
+        os.environ.setdefault("RNNKIT_STEP_THREADS", str(threads))
     modes = args.modes.split(",")
     only = set(args.only.split(","))
     info = machine_info()

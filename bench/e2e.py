@@ -1,0 +1,257 @@
+"""What a user waits for: ``rnnkit train`` / ``rnnkit eval`` as processes against a plain
+PyTorch script (bench/torch_train.py, bench/torch_eval.py) as processes.
+
+Same corpus (bench/bench_corpus.py, last 5% of its lines held out), same configuration
+(2 x 256, embed 64, batch 32, seq-len 100, Adam 2e-3, clip 5), the same work (validation on the
+held-out file every ``--eval-every`` steps and at the end, the best model saved, a checkpoint at
+the end), run alternately A B A B; tokens/s over the whole process — start-up, imports,
+compilation (Numba cache warm after one warm-up run; the cold first run is timed apart),
+encoding, validation and saving included.  Peak memory is each process's max RSS.  Both sides
+run their default thread settings (``--threads n`` pins both, for a loaded machine) and the
+thread counts are printed; the load average is recorded with every run.
+
+    .venv/bin/python bench/e2e.py                       # ~8 min: LSTM + GRU, 200 steps, eval
+    .venv/bin/python bench/e2e.py --steps 2000 --eval-every 200 --cells lstm   # the issue's run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VENV_BIN = Path(sys.executable).parent
+RNNKIT = str(VENV_BIN / "rnnkit")
+sys.path.insert(0, str(HERE))
+
+
+def load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def timed_rss(cmd, env=None):
+    """Run ``cmd``; (wall seconds, the process's peak RSS in MiB, stdout).  Exits on failure."""
+    with tempfile.TemporaryFile(mode="w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+        out = p.stdout.read()
+        _, status, ru = os.wait4(p.pid, 0)  # reaps it: its own rusage, not all children's
+        wall = time.perf_counter() - t0
+        p.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {err.read()[-2000:]}")
+    return wall, ru.ru_maxrss / 1024, out
+
+
+def timed(cmd, env=None):
+    wall, _, out = timed_rss(cmd, env)
+    return wall, out
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {}
+
+
+def prepare(workdir: Path, eval_bytes: int):
+    from bench_corpus import bench_corpus
+
+    text, info = bench_corpus()
+    lines = text.splitlines(keepends=True)
+    k = int(len(lines) * 0.95)
+    train, val = workdir / "train.txt", workdir / "val.txt"
+    train.write_text("".join(lines[:k]), encoding="utf-8")
+    val.write_text("".join(lines[k:]), encoding="utf-8")
+    ev = workdir / "eval.txt"
+    ev.write_text("".join(lines[:k])[:eval_bytes], encoding="utf-8")
+    return train, val, ev, info
+
+
+def train_cmds(cell, a, train, val, workdir, tag):
+    common = ["--cell", cell, "--layers", "2", "--hidden", str(a.hidden), "--embed", "64",
+              "--batch", str(a.batch), "--seq-len", str(a.seq_len), "--steps", str(a.steps),
+              "--eval-every", str(a.eval_every)]
+    ours = [RNNKIT, "train", str(train), "--val", str(val), "--out",
+            str(workdir / f"rnnkit-{cell}{tag}"), "--force", "--json",
+            "--checkpoint-every", str(a.checkpoint_every), *common]
+    theirs = [sys.executable, str(HERE / "torch_train.py"), str(train), "--val", str(val),
+              "--out", str(workdir / f"torch-{cell}{tag}"),
+              "--checkpoint-every", str(a.checkpoint_every), *common]
+    return ours, theirs
+
+
+def pair_runs(run_a, run_b, repeats):
+    """A B A B ...; per side the list of (wall, rss, stdout, load before)."""
+    ra, rb = [], []
+    for _ in range(repeats):
+        la = load()
+        ra.append((*run_a(), la))
+        lb = load()
+        rb.append((*run_b(), lb))
+    return ra, rb
+
+
+def summarise(name, work, ra, rb, extra):
+    wa = [r[0] for r in ra]
+    wb = [r[0] for r in rb]
+    ratios = [b / a for a, b in zip(wa, wb)]  # throughput ratio rnnkit / PyTorch, per pair
+    return {"case": name, "work_tokens": work,
+            "rnnkit_s": wa, "torch_s": wb,
+            "rnnkit_tok_s": work / statistics.median(wa), "torch_tok_s": work / statistics.median(wb),
+            "ratio_per_pair": ratios, "ratio_median": statistics.median(ratios),
+            "rnnkit_peak_mib": max(r[1] for r in ra), "torch_peak_mib": max(r[1] for r in rb),
+            "load_before_runs": [r[3] for r in ra] + [r[3] for r in rb], **extra}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", default="lstm,gru")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--checkpoint-every", type=int, default=500)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=2, help="A B pairs per case")
+    ap.add_argument("--eval-bytes", type=int, default=300_000,
+                    help="size of the file scored by rnnkit eval / the torch forward pass")
+    ap.add_argument("--streams", type=int, default=32)
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--no-startup", action="store_true",
+                    help="skip --version/--help, cold-compile and sample timings")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="pin both sides to n threads (default: each framework's own)")
+    ap.add_argument("--name", default="e2e", help="writes bench/NAME.json")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args(argv)
+
+    env = dict(os.environ)
+    if a.threads:
+        env.update(OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads),
+                   RNNKIT_STEP_THREADS=str(a.threads))
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="rnnkit-e2e-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    train, val, ev, corpus = prepare(workdir, a.eval_bytes)
+
+    from rnnkit.kernels import blas
+
+    info = {"cores": blas.cores(), "load_at_start": load(), "corpus": corpus,
+            "threads_option": a.threads or "defaults",
+            "rnnkit_thread_plan_at_start": {c: blas.describe(a.batch, a.hidden, g)
+                                            for c, g in (("lstm", 4), ("gru", 3))},
+            "numpy_blas_threads": blas.get_threads(), "config": vars(a)}
+    print(json.dumps(info), flush=True)
+    results = {"info": info, "cases": []}
+    out_json = HERE / f"{a.name}.json"
+
+    def save():
+        results["info"]["load_at_end"] = load()
+        tmp = out_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(out_json)
+
+    if not a.no_startup:
+        results["startup"] = startup(workdir, train, val, env)
+        print(json.dumps(results["startup"]), flush=True)
+        save()
+
+    for cell in a.cells.split(","):
+        ours, theirs = train_cmds(cell, a, train, val, workdir, "")
+        timed_rss(ours[:ours.index("--steps") + 1] + ["2"] + ours[ours.index("--steps") + 2:],
+                  env)  # warm-up: fills the Numba cache for this cell (cold start is timed apart)
+        ra, rb = pair_runs(lambda: timed_rss(ours, env), lambda: timed_rss(theirs, env),
+                           a.repeats)
+        tq = last_json(rb[-1][2])
+        r = summarise(f"train {cell}", a.steps * a.batch * a.seq_len, ra, rb,
+                      {"torch_threads": tq.get("torch_threads"),
+                       "torch_val_loss": tq.get("val_loss"),
+                       "rnnkit_val_loss": last_json(ra[-1][2]).get("last_val_loss"),
+                       "rnnkit_thread_plan": blas.describe(a.batch, a.hidden,
+                                                           4 if cell == "lstm" else 3)})
+        results["cases"].append(r)
+        print(json.dumps({k: r[k] for k in ("case", "rnnkit_tok_s", "torch_tok_s",
+                                            "ratio_median", "ratio_per_pair",
+                                            "load_before_runs")}), flush=True)
+        save()
+        if not a.no_eval:
+            e_ours = [RNNKIT, "eval", str(workdir / f"rnnkit-{cell}"), str(ev), "--streams",
+                      str(a.streams), "--json"]
+            e_theirs = [sys.executable, str(HERE / "torch_eval.py"), str(workdir / f"torch-{cell}"),
+                        str(ev), "--streams", str(a.streams)]
+            ra, rb = pair_runs(lambda: timed_rss(e_ours, env), lambda: timed_rss(e_theirs, env),
+                               a.repeats)
+            tq = last_json(rb[-1][2])
+            r = summarise(f"eval {cell}", tq["tokens"], ra, rb,
+                          {"torch_threads": tq.get("torch_threads"),
+                           "streams": a.streams})
+            results["cases"].append(r)
+            print(json.dumps({k: r[k] for k in ("case", "rnnkit_tok_s", "torch_tok_s",
+                                                "ratio_median", "ratio_per_pair",
+                                                "load_before_runs")}), flush=True)
+            save()
+    save()
+    print(markdown(results))
+    return 0
+
+
+def startup(workdir, train, val, env):
+    """--version / --help wall time; the first train and sample on an empty Numba cache."""
+    res = {}
+    for what in ("--version", "--help"):
+        ts = [timed([RNNKIT, what], env)[0] for _ in range(5)]
+        res[f"rnnkit {what} s"] = statistics.median(ts)
+    # A tiny model to sample from (its own run, warm cache after it).
+    small = [RNNKIT, "train", str(train), "--val", str(val), "--steps", "2", "--eval-every",
+             "2", "--force", "--json"]
+    cold_dir = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
+    cold_env = {**env, "NUMBA_CACHE_DIR": str(cold_dir)}
+    cold, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
+    warm, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
+    res["train 2 steps: cold s"] = cold
+    res["train 2 steps: warm s"] = warm
+    res["train: compile s (cold - warm)"] = cold - warm
+    sample = [RNNKIT, "sample", str(workdir / "cold"), "--length", "200", "--no-stop",
+              "--seed", "1"]
+    cold_dir2 = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
+    env2 = {**env, "NUMBA_CACHE_DIR": str(cold_dir2)}
+    try:
+        res["sample 200: cold s"] = timed(sample, env2)[0]
+        res["sample 200: warm s"] = statistics.median(timed(sample, env2)[0] for _ in range(3))
+    except RuntimeError as e:  # report it with the rest rather than lose the run
+        res["sample 200: error"] = str(e).strip().splitlines()[-1][:300]
+    res["load"] = load()
+    return res
+
+
+def markdown(results):
+    rows = ["| case | rnnkit tok/s | PyTorch tok/s | ratio (median of pairs) | pairs | "
+            "peak MiB rnnkit / PyTorch | load before runs |", "|---|---|---|---|---|---|---|"]
+    for r in results["cases"]:
+        rows.append(f"| {r['case']} | {r['rnnkit_tok_s']:.0f} | {r['torch_tok_s']:.0f} | "
+                    f"**{r['ratio_median']:.2f}** | "
+                    f"{', '.join(f'{x:.2f}' for x in r['ratio_per_pair'])} | "
+                    f"{r['rnnkit_peak_mib']:.0f} / {r['torch_peak_mib']:.0f} | "
+                    f"{', '.join(str(x) for x in r['load_before_runs'])} |")
+    if "startup" in results:
+        rows.append("")
+        rows += [f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}"
+                 for k, v in results["startup"].items()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

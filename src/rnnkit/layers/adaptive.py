@@ -315,7 +315,44 @@ def _xent_inplace(z, targets, scale) -> float:
 
 
 def _pick_log_softmax(z, targets):
-    """log softmax(z)[m, targets[m]] (M,) without writing the (M, C) log-probabilities."""
+    """log softmax(z)[m, targets[m]] (M,) float64, without writing the (M, C)
+    log-probabilities: two reads of each row (its max, then the sum of exponentials, kept in
+    float64), compiled where Numba is available."""
+    from .. import kernels
+
+    t = np.ascontiguousarray(targets, dtype=np.int64)
+    if kernels.available() and z.flags.c_contiguous and z.dtype.kind == "f":
+        return _pick_kernel()(z, t)
     mx = z.max(axis=1)
-    lse = mx + np.log(np.exp(z - mx[:, None]).sum(axis=1))
-    return z[np.arange(z.shape[0]), targets] - lse
+    s = np.exp(z - mx[:, None]).sum(axis=1, dtype=np.float64)
+    return z[np.arange(z.shape[0]), t].astype(np.float64) - mx - np.log(s)
+
+
+_PICK = None
+
+
+def _pick_kernel():
+    global _PICK
+    if _PICK is None:
+        import math
+
+        from numba import njit
+
+        @njit(cache=True, fastmath=False, nogil=True)
+        def pick(z, targets):
+            M, C = z.shape
+            out = np.empty(M, dtype=np.float64)
+            for m in range(M):
+                row = z[m]
+                mx = row[0]
+                for j in range(1, C):
+                    if row[j] > mx:
+                        mx = row[j]
+                s = 0.0
+                for j in range(C):
+                    s += math.exp(row[j] - mx)
+                out[m] = (row[targets[m]] - mx) - math.log(s)
+            return out
+
+        _PICK = pick
+    return _PICK

@@ -120,6 +120,15 @@ class FullSoftmax(_Softmax):
         self.params = self.linear.params
         self.vocab_size = vocab_size
 
+    @classmethod
+    def of_linear(cls, linear: Linear) -> FullSoftmax:
+        """The head over an existing Linear (V, H) block, sharing its arrays."""
+        head = cls.__new__(cls)
+        head.linear = linear
+        head.params = linear.params
+        head.vocab_size = linear.out_features
+        return head
+
     def _weight(self):
         return self.params["weight"]
 

@@ -24,6 +24,14 @@ from ..data.tokenize import split_lines
 from ..data.vocab import Vocab
 
 
+def _exp(x: float) -> float:
+    """exp(x), inf where it overflows a float (a perplexity past 1.8e308 is infinite)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _encode_lines(vocab: Vocab, tokenizer, text: str):
     tokens = tokenizer.tokenize(text)
     ids, unknown = vocab.encode(tokens, return_unknown=True)
@@ -69,7 +77,7 @@ def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int =
                 "token_logprobs": [float(v) for v in tok_lp],
                 "logprob": total,
                 "log10": total / math.log(10),
-                "perplexity": math.exp(-total / len(ids)),
+                "perplexity": _exp(-total / len(ids)),
                 "predictions": len(ids),
                 "unknown": unknown,
             })
@@ -98,9 +106,12 @@ def evaluate_ids(model, ids: np.ndarray, eos_id: int, streams: int = 1, seq_len:
     total = 0.0
     state = None
     for t0 in range(0, per, seq_len):
-        lp, state = model.log_probs(x[:, t0 : t0 + seq_len], state)
         yy = y[:, t0 : t0 + seq_len]
-        got = np.take_along_axis(lp, yy[..., None], axis=-1)[..., 0].astype(np.float64)
+        if hasattr(model, "target_log_probs"):  # only the targets': no (N, T, V) table
+            got, state = model.target_log_probs(x[:, t0 : t0 + seq_len], yy, state)
+        else:
+            lp, state = model.log_probs(x[:, t0 : t0 + seq_len], state)
+            got = np.take_along_axis(lp, yy[..., None], axis=-1)[..., 0].astype(np.float64)
         total += float(got[valid[:, t0 : t0 + seq_len]].sum())
     return total
 
@@ -122,7 +133,7 @@ def evaluate_text(model, vocab: Vocab, tokenizer, text: str, streams: int = 1,
     return {
         "tokens": int(M),
         "nats_per_token": nats,
-        "perplexity": math.exp(nats),
+        "perplexity": _exp(nats),
         "bits_per_char": -total / math.log(2) / max(chars, 1),
         "logprob": total,
         "log10": total / math.log(10),

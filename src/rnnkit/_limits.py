@@ -69,16 +69,26 @@ def training_need(args) -> tuple[int, list[str]]:
     return need, opts
 
 
+# Options that make one array per unit at least: ``sample --num N`` keeps N token streams
+# (an int64 id and a float state, 16 bytes each at the very least).
+_PER_UNIT = {"num": 16}
+
+
 def check_memory_need(args) -> None:
     """ValueError (the user's mistake, exit 2) if the sizes asked for cannot fit in memory."""
-    if getattr(args, "hidden", None) is None:
-        return
-    need, opts = training_need(args)
-    have = machine_memory()
-    if have is None or need <= have:
-        return
     from ._io import describe_bytes
 
-    raise ValueError(f"{' '.join(opts)}: a model of this size needs at least "
-                     f"{describe_bytes(need)} of memory, this machine has {describe_bytes(have)}"
-                     f" ({MEMORY_ENV} overrides that figure); choose smaller sizes")
+    checks = []
+    if getattr(args, "hidden", None) is not None:
+        need, opts = training_need(args)
+        checks.append((need, " ".join(opts), "a model of this size"))
+    for name, unit in _PER_UNIT.items():
+        n = _int(args, name)
+        if n is not None:
+            checks.append((n * unit, f"--{name} {n}", "this many at once"))
+    have = machine_memory()
+    for need, opts, what in checks:
+        if have is not None and need > have:
+            raise ValueError(f"{opts}: {what} needs at least {describe_bytes(need)} of memory, "
+                             f"this machine has {describe_bytes(have)} ({MEMORY_ENV} overrides "
+                             "that figure); choose smaller sizes")

@@ -84,13 +84,13 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # a failing stdout (a full disk, /dev/full) shows here at the latest
         return code
     except _StdoutFailed as e:
-        _discard_stdout()
+        _discard_stdout(real_stdout)
         return _error(name, f"cannot write to standard output ({e.reason})", 1)
     except KeyboardInterrupt:
         return _error("rnnkit", "interrupted", 130, prefix=False)
     except BrokenPipeError:
         # The reader went away (``rnnkit sample ... | head``): not an error worth a message.
-        _discard_stdout()
+        _discard_stdout(real_stdout)
         return 1
     except MemoryError as e:
         detail = _one_line(e) if str(e).strip() else ""
@@ -202,14 +202,19 @@ def _stdout_closed() -> bool:
     return False
 
 
-def _discard_stdout() -> None:
-    # Point fd 1 at /dev/null so the interpreter's final flush of what stdout still buffers
-    # does not print an "Exception ignored" report of its own.
+def _discard_stdout(stream=None) -> None:
+    # Point the stream's file descriptor at /dev/null so the interpreter's final flush of what
+    # it still buffers does not print an "Exception ignored" report of its own.
+    stream = sys.stdout if stream is None else stream
+    try:
+        target = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # an in-memory stream: nothing to redirect
+        return
     try:
         fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, 1)
+        os.dup2(fd, target)
         os.close(fd)
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         pass
 
 

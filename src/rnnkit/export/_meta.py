@@ -22,7 +22,8 @@ KINDS = ("language_model", "classifier", "tagger", "seq2seq", "generator")
 # attention option) and must be at its default, else the export is refused rather than wrong.
 KNOWN_FIELDS = {
     "language_model": {"vocab_size", "cell", "num_layers", "hidden_size", "embed_dim",
-                       "dropout", "nonlinearity", "reset_after", "dtype"},
+                       "dropout", "nonlinearity", "reset_after", "dtype",
+                       "softmax", "cutoffs", "div_value", "tie_embeddings"},
     "classifier": {"vocab_size", "num_classes", "embed_dim", "hidden_size", "num_layers", "cell",
                    "bidirectional", "pooling", "dropout", "dtype", "seed"},
     "tagger": {"vocab_size", "num_tags", "embed_dim", "hidden_size", "num_layers", "cell",
@@ -90,6 +91,8 @@ def check_expressible(model, kind: str, fmt: str) -> None:
     if unknown:
         raise CannotExpress(f"the {fmt} format cannot express a {kind} with parameters "
                             f"{', '.join(unknown[:3])} (rnnkit export does not handle them)")
+    if kind == "language_model" and getattr(cfg, "softmax", "full") not in ("full", "adaptive"):
+        raise CannotExpress(f"the {fmt} format cannot express softmax={cfg.softmax!r}")
     if kind == "classifier" and cfg.pooling not in POOLINGS:
         raise CannotExpress(f"the {fmt} format cannot express pooling={cfg.pooling!r} "
                             f"(rnnkit export knows {', '.join(POOLINGS)})")

@@ -157,7 +157,8 @@ def recurrent_stack(g: Graph, layer, x: str, seq_lens: str, prefix: str,
     x (T, N, D) time-major; seq_lens (N,) int32; h0 / c0 (L*K, N, H) or None for zeros.
     Returns ``(y, h_n, c_n, h_last)``: y (T, N, F) the merged output of the last layer
     (zeros at padded steps), h_n / c_n (L*K, N, H) in rnnkit's (PyTorch's) state layout (c_n
-    None unless LSTM), h_last (K, N, H) the last layer's final states.  One ONNX node per layer: ``direction="bidirectional"`` holds both.
+    None unless LSTM), h_last (K, N, H) the last layer's final states.  One ONNX node per
+    layer: ``direction="bidirectional"`` holds both directions.
     """
     mode, H, L, K = layer.mode, layer.hidden_size, layer.num_layers, layer.num_directions
     G = layer.cell.gates

@@ -64,16 +64,60 @@ def _state_out(g: Graph, rnn, h_n: str, c_n: str | None, names=("h_n", "c_n")) -
         g.output(g.identity(c_n, names[1]), g.elem, dims)
 
 
-def decoder_graph(name: str, dtype, embed_w, rnn, out_params, metadata: dict):
-    """The language-model interface: ids, lengths, h0[, c0] -> log_probs, h_n[, c_n]."""
+def full_head(out_params: dict):
+    """log_softmax(y W^T + b) of a Linear (V, H): the output of every decoder but a language
+    model with another head."""
+    def head(g: Graph, y: str) -> str:
+        return g.op("LogSoftmax", [g.linear(y, out_params, "out")], axis=-1)
+    return head
+
+
+def lm_head(model):
+    """The language model's output head (full, tied or adaptive softmax) as graph nodes:
+    y (N, T, H) -> log-probabilities (N, T, V)."""
+    c, p = model.config, model.out.params
+    if getattr(c, "tie_embeddings", False):
+        def tied(g: Graph, y: str) -> str:
+            # logits = (y proj^T) E^T + b with E the embedding itself: stored once, in Gather
+            u = g.op("MatMul", [y, g.const(p["proj"].T, "out.proj_t")]) if "proj" in p else y
+            z = g.op("MatMul", [u, g.op("Transpose", ["embed.weight"], perm=[1, 0])])
+            return g.op("LogSoftmax", [g.op("Add", [z, g.const(p["bias"], "out.bias")])], axis=-1)
+        return tied
+    if getattr(c, "softmax", "full") == "adaptive":
+        layer = model.out.layer
+        c0 = layer.shortlist
+
+        def adaptive(g: Graph, y: str) -> str:
+            # log p(w) = head[w] for w < c_0; head[c_0 + i] + log_softmax(O_i P_i y)[w - c_i]
+            # for w in cluster i (Grave et al. 2017): every V log-probabilities, normalised
+            head = {"weight": p["head.weight"], "bias": p.get("head.bias")}
+            hz = g.op("LogSoftmax", [g.linear(y, head, "out.head")], axis=-1)
+
+            def cols(a, b):
+                return g.op("Slice", [hz, g.ints([a]), g.ints([b]), g.ints([2])])
+
+            parts = [cols(0, c0)]
+            for i in range(layer.n_clusters):
+                u = g.op("MatMul", [y, g.const(p[f"tail.{i}.proj"].T, f"out.tail.{i}.proj_t")])
+                zt = g.op("MatMul", [u, g.const(p[f"tail.{i}.out"].T, f"out.tail.{i}.out_t")])
+                parts.append(g.op("Add", [g.op("LogSoftmax", [zt], axis=-1),
+                                          cols(c0 + i, c0 + i + 1)]))
+            return g.op("Concat", parts, axis=-1)
+        return adaptive
+    return full_head(p)
+
+
+def decoder_graph(name: str, dtype, embed_w, rnn, head, vocab_size: int, metadata: dict):
+    """The language-model interface: ids, lengths, h0[, c0] -> log_probs, h_n[, c_n].
+
+    ``head(g, y)``: y (N, T, H) -> log-probabilities (N, T, V)."""
     g = Graph(name, dtype)
     ids_tm, seq_lens = _ids_inputs(g)
     h0, c0 = _state_io(g, rnn)
     y, h_n, c_n, _ = recurrent_stack(g, rnn, _embed(g, embed_w, ids_tm, "embed"), seq_lens,
                                      "rnn", h0, c0)
-    logits = g.linear(g.op("Transpose", [y], perm=[1, 0, 2]), out_params, "out")
-    g.output(g.op("LogSoftmax", [logits], outputs=["log_probs"], axis=-1), g.elem,
-             ["N", "T", out_params["weight"].shape[0]])
+    logp = head(g, g.op("Transpose", [y], perm=[1, 0, 2]))
+    g.output(g.identity(logp, "log_probs"), g.elem, ["N", "T", vocab_size])
     _state_out(g, rnn, h_n, c_n)
     return g.model(metadata, doc="ids, lengths, h0[, c0] -> log_probs, h_n[, c_n]; a "
                                  "generation step is a call with T = 1")
@@ -82,7 +126,7 @@ def decoder_graph(name: str, dtype, embed_w, rnn, out_params, metadata: dict):
 def _language_model(model, metadata, dtype):
     return {"model.onnx": decoder_graph("rnnkit_language_model", dtype,
                                         model.embed.params["weight"], model.rnn,
-                                        model.out.params, metadata)}
+                                        lm_head(model), model.config.vocab_size, metadata)}
 
 
 def _classifier(model, metadata, dtype):
@@ -153,7 +197,8 @@ def _seq2seq(model, metadata, dtype):
 
     enc = _encoder(model, for_graph(metadata, "encoder"), dtype)
     dec = decoder_graph("rnnkit_seq2seq_decoder", dtype, model.tgt_embed.params["weight"],
-                        model.decoder, model.out.params, for_graph(metadata, "decoder"))
+                        model.decoder, full_head(model.out.params), model.config.tgt_vocab_size,
+                        for_graph(metadata, "decoder"))
     return {"encoder.onnx": enc, "decoder.onnx": dec}
 
 
@@ -191,7 +236,8 @@ def _generator(model, metadata, dtype):
     return {"condition.onnx": _condition(model, for_graph(metadata, "condition"), dtype),
             "decoder.onnx": decoder_graph("rnnkit_generator_decoder", dtype,
                                           model.embed.params["weight"], model.rnn,
-                                          model.out.params, for_graph(metadata, "decoder"))}
+                                          full_head(model.out.params), model.config.vocab_size,
+                                          for_graph(metadata, "decoder"))}
 
 
 _BUILDERS = {"language_model": _language_model, "classifier": _classifier, "tagger": _tagger,

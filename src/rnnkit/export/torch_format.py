@@ -18,11 +18,28 @@ WEIGHTS_FILE = "model.safetensors"
 MODULE_FILE = "model.py"
 
 
+def torch_names(model) -> dict:
+    """``{PyTorch state_dict name: array}`` of the generated module.
+
+    rnnkit's names already are PyTorch's, but for the adaptive softmax's clusters:
+    ``out.tail.{i}.proj`` / ``.out`` are ``torch.nn.AdaptiveLogSoftmaxWithLoss``'s
+    ``out.tail.{i}.0.weight`` / ``.1.weight``."""
+    import re
+
+    out = {}
+    for k, v in model.params.items():
+        m = re.fullmatch(r"out\.tail\.(\d+)\.(proj|out)", k)
+        if m:
+            k = f"out.tail.{m.group(1)}.{0 if m.group(2) == 'proj' else 1}.weight"
+        out[k] = v
+    return out
+
+
 def weights_bytes(model, metadata: dict) -> bytes:
     """The safetensors file's bytes (written without torch)."""
     import safetensors.numpy
 
-    arrays = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
+    arrays = {k: np.ascontiguousarray(v) for k, v in torch_names(model).items()}
     return safetensors.numpy.save(arrays, metadata={str(k): str(v) for k, v in metadata.items()})
 
 
@@ -45,6 +62,6 @@ def to_torch_module(model, kind: str):
     import torch
 
     net = load_source(module_source(model, kind)).build()
-    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in model.params.items()}
+    state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in torch_names(model).items()}
     net.load_state_dict(state)
     return net.eval()

@@ -136,8 +136,12 @@ def _rnn_expr(layer) -> str:
     return f"{cls}({D}, {H}, num_layers={L}, batch_first=True, bidirectional={bi}{extra})"
 
 
-def _decode_method(name, embed, rnn, lstm) -> str:
-    """The language-model interface: ids, lengths, h0[, c0] -> log_probs, h_n[, c_n]."""
+FULL_HEAD = "torch.log_softmax(self.out(y), dim=-1)"
+
+
+def _decode_method(name, embed, rnn, lstm, head=FULL_HEAD) -> str:
+    """The language-model interface: ids, lengths, h0[, c0] -> log_probs, h_n[, c_n];
+    ``head``: the expression of the log-probabilities from y (N, T, H)."""
     if lstm:
         return f'''
     def {name}(self, ids, lengths, h0=None, c0=None):
@@ -145,33 +149,68 @@ def _decode_method(name, embed, rnn, lstm) -> str:
         -> (log_probs (N, T, V), h_n, c_n)."""
         state = None if h0 is None else (h0, c0)
         y, (h_n, c_n) = run_rnn(self.{rnn}, self.{embed}(ids), lengths, state)
-        return torch.log_softmax(self.out(y), dim=-1), h_n, c_n
+        return {head}, h_n, c_n
 '''
     return f'''
     def {name}(self, ids, lengths, h0=None):
         """ids (N, T), lengths (N,), h0 (L, N, H) or None (zeros) -> (log_probs (N, T, V), h_n)."""
         y, h_n = run_rnn(self.{rnn}, self.{embed}(ids), lengths, h0)
-        return torch.log_softmax(self.out(y), dim=-1), h_n
+        return {head}, h_n
 '''
+
+
+TIED_OUTPUT = '''
+
+class TiedOutput(nn.Module):
+    """The output layer tied to the input embedding (Press & Wolf 2017): logits =
+    (y proj^T) weight^T + bias, weight the embedding's own (V, E); proj (E, H) only if E != H."""
+
+    def __init__(self, vocab_size, embed_dim, hidden_size):
+        super().__init__()
+        self.proj = None
+        if embed_dim != hidden_size:
+            self.proj = nn.Parameter(torch.zeros(embed_dim, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, y, weight):
+        u = y if self.proj is None else y @ self.proj.T
+        return u @ weight.T + self.bias
+'''
+
+
+def _lm_output(model):
+    """(constructor of ``self.out``, log-probabilities expression, extra classes) per head."""
+    c = model.config
+    if getattr(c, "tie_embeddings", False):
+        return (f"TiedOutput({c.vocab_size}, {c.embed_dim}, {c.hidden_size})",
+                "torch.log_softmax(self.out(y, self.embed.weight), dim=-1)", TIED_OUTPUT)
+    if getattr(c, "softmax", "full") == "adaptive":
+        layer = model.out.layer
+        return (f"nn.AdaptiveLogSoftmaxWithLoss({c.hidden_size}, {c.vocab_size}, "
+                f"cutoffs={list(layer.cutoffs)}, div_value={layer.div_value}, head_bias=True)",
+                "self.out.log_prob(y.reshape(-1, y.shape[-1])).view(y.shape[0], y.shape[1], -1)",
+                "")
+    return f"nn.Linear({c.hidden_size}, {c.vocab_size})", FULL_HEAD, ""
 
 
 def _language_model(model):
     c, rnn = model.config, model.rnn
     lstm = rnn.mode == "lstm"
+    out, head, extra = _lm_output(model)
     usage = ("    log_probs, h_n, c_n = net(ids, lengths, h0, c0)   # h0, c0 (L, N, H) or None"
              if lstm else "    log_probs, h_n = net(ids, lengths, h0)   # h0 (L, N, H) or None")
     usage += "\n    # a generation step: T = 1, lengths all 1, the state of the previous call\n"
-    body = f'''
+    body = f'''{extra}
 
 class LanguageModel(nn.Module):
-    """Embedding -> {rnn.mode.upper()} x {rnn.num_layers} -> Linear -> log-softmax over {c.vocab_size} tokens."""
+    """Embedding -> {rnn.mode.upper()} x {rnn.num_layers} -> output head -> log-softmax over {c.vocab_size} tokens."""
 
     def __init__(self):
         super().__init__()
         self.embed = nn.Embedding({c.vocab_size}, {c.embed_dim})
         self.rnn = {_rnn_expr(rnn)}
-        self.out = nn.Linear({c.hidden_size}, {c.vocab_size})
-{_decode_method("forward", "embed", "rnn", lstm)}'''
+        self.out = {out}
+{_decode_method("forward", "embed", "rnn", lstm, head)}'''
     return "Language model", usage, body, "LanguageModel", [rnn]
 
 

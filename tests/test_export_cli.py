@@ -16,10 +16,8 @@ from rnnkit.models.language_model import LanguageModel, LMConfig
 
 
 def save_task(out_dir, task, model, meta):
-    try:
-        from rnnkit.tasks.bundle import save_bundle
-    except ImportError:
-        from rnnkit.cli_tasks import save_bundle
+    from rnnkit.tasks.bundle import save_bundle
+
     out_dir.mkdir(parents=True, exist_ok=True)
     save_bundle(out_dir, task, model, meta)
 

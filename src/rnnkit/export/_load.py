@@ -15,10 +15,8 @@ TASK_KINDS = {"rnnkit.classify": ("classify", "classifier"), "rnnkit.tag": ("tag
 
 def _task_loader():
     """The task-bundle loader: the one place that names its module."""
-    try:
-        from ..tasks.bundle import load_bundle
-    except ImportError:
-        from ..cli_tasks import load_bundle
+    from ..tasks.bundle import load_bundle
+
     return load_bundle
 
 

@@ -185,6 +185,7 @@ class WordTokenizer:
         for words, mark in self._blocks(text):
             counts.update(words)
         counts.pop(mark, None)
+        counts.pop(EOS, None)  # a literal "<eos>" word is the <eos> token
         return counts
 
     def encode(self, text: str, vocab: Vocab, return_unknown: bool = False):

@@ -87,6 +87,9 @@ class Trainer:
 
         o = self.opts
         out = check_out(o.out, resume=self.resume, force=self.force)
+        if o.batch < world.size:
+            raise ValueError(f"--batch {o.batch} is smaller than the {world.size} processes: "
+                             "each needs at least one stream")
         check_utf8(o.to_json(), "a file name in the options")
         resumed = None
         if self.resume:
@@ -161,7 +164,7 @@ class Trainer:
                           hidden_size=o.hidden, embed_dim=o.embed, dropout=o.dropout,
                           dtype=o.dtype)
         init_rng = np.random.default_rng(np.random.SeedSequence(o.seed).spawn(2)[0])
-        model = LanguageModel(config, seed=init_rng)
+        model = self.model = LanguageModel(config, seed=init_rng)
         opt = make_optimizer(o.optimizer, o.lr)
         sched = ReduceLROnPlateau(opt, factor=o.lr_decay, patience=o.patience,
                                   min_lr=o.lr * 1e-3) if o.lr_decay < 1.0 else None

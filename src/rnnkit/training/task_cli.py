@@ -247,18 +247,29 @@ def _count_fn(task, Y):
 
 
 def cmd_train(args, task) -> int:
-    from .. import cli_tasks as ct
     from . import dist
-    from .fit import evaluate_loss, make_optimizer, make_scheduler
-    from .loop import train
     from .options import from_args
-    from .rundir import CHECKPOINT_FILE, RunLock, remove_stale_temporaries
-    from .signals import TrainingError
-    from .sources import ExampleSource
 
     opts = from_args(TaskTrainOptions, args)
     opts.validate()
     world = dist.world()
+    if world.is_root:
+        return _train(opts, args, task, world)
+    try:
+        return _train(opts, args, task, world)
+    except (ValueError, TypeError):  # rank 0 says it, once
+        return 2
+
+
+def _train(opts, args, task, world) -> int:
+    from .. import cli_tasks as ct
+    from . import dist
+    from .fit import evaluate_loss, make_optimizer, make_scheduler
+    from .loop import train
+    from .rundir import CHECKPOINT_FILE, RunLock, remove_stale_temporaries
+    from .signals import TrainingError
+    from .sources import ExampleSource
+
     root = world.is_root
     setup = dist.on_root(world, lambda: _prepare(opts, task, args.resume, args.force, world))
     if world.size > 1:

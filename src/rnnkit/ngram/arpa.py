@@ -89,7 +89,8 @@ def read_arpa(path) -> NGramModel:
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not an ARPA file")
     try:
-        raw = path.read_bytes()
+        from .._io import read_input_bytes  # bounded: no device, a pipe streamed with a limit
+        raw = read_input_bytes(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except OSError as e:

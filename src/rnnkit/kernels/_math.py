@@ -10,6 +10,10 @@ the gradient checks and the 1e-10 PyTorch parity tests — uses libm's correctly
 sigmoid(x) = (1 + tanh(x / 2)) / 2, the same overflow-free form as :func:`rnnkit.cells.sigmoid`.
 ``one(x)`` and ``half(x)`` give constants of x's type so float32 kernels never widen to
 float64 (a float64 literal would halve the vector width).
+
+None of these is inlined at the Numba IR level (``inline="always"``): LLVM inlines them
+anyway — the kernels' machine code is the same, vectorised alike — while IR inlining of every
+call site doubled the compile time of a cold start (lstm_fwd 2.6 -> 1.1 s of CPU).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ _B2 = np.float32(2.26843463243900e-03)
 _B0 = np.float32(4.89352518554385e-03)
 
 
-@register_jitable(inline="always", fastmath=True, error_model="numpy")
+@register_jitable(fastmath=True, error_model="numpy")
 def _tanh32(x):
     y = min(max(x, -_CLAMP), _CLAMP)
     y2 = y * y
@@ -68,7 +72,7 @@ def half(x):  # pragma: no cover
     return 0.5
 
 
-@overload(tanh, jit_options=JIT, inline="always")
+@overload(tanh, jit_options=JIT)
 def _ov_tanh(x):
     if x == types.float32:
         return lambda x: _tanh32(x)
@@ -77,7 +81,7 @@ def _ov_tanh(x):
     return None
 
 
-@overload(sigmoid, jit_options=JIT, inline="always")
+@overload(sigmoid, jit_options=JIT)
 def _ov_sigmoid(x):
     if x == types.float32:
         h = np.float32(0.5)
@@ -87,7 +91,7 @@ def _ov_sigmoid(x):
     return None
 
 
-@overload(one, inline="always")
+@overload(one)
 def _ov_one(x):
     if x == types.float32:
         c = np.float32(1.0)
@@ -95,7 +99,7 @@ def _ov_one(x):
     return lambda x: 1.0
 
 
-@overload(half, inline="always")
+@overload(half)
 def _ov_half(x):
     if x == types.float32:
         c = np.float32(0.5)

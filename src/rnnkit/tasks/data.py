@@ -73,7 +73,8 @@ def _warn(message: str) -> None:
 def read_input_text(path) -> str:
     """The text of FILE, or of standard input for None or ``-`` (UTF-8, a BOM dropped)."""
     if path is None or path == "-":
-        data = sys.stdin.buffer.read()
+        from .._io import read_stdin_bytes, text_checker  # bounded; no device, no closed stdin
+        data = read_stdin_bytes(check=text_checker("standard input"))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -66,14 +66,21 @@ class Prepared:
 
 
 class Accumulator:
-    """Gradients summed over a decoder's steps before :meth:`Attention.prepare_backward`."""
+    """What a decoder's backward steps leave for :meth:`Attention.prepare_backward`.
 
-    __slots__ = ("dkeys", "dmemory", "grads")
+    Sums that are products over the steps are not added step by step: each step leaves its
+    factors (alpha, dcontext, score gradients, queries) and ``prepare_backward`` makes each
+    sum one batched product over all steps.  Only the additive score's key gradient, an
+    elementwise (N, S, A) term, is added in place.
+    """
 
-    def __init__(self, prep: Prepared, params: dict):
-        self.dkeys = np.zeros_like(prep.keys)
-        self.dmemory = np.zeros_like(prep.memory)
-        self.grads = {k: np.zeros_like(v) for k, v in params.items() if k in ("query_weight", "v")}
+    __slots__ = ("dkeys", "dv", "alpha", "dcontext", "de", "q", "dqp")
+
+    def __init__(self, prep: Prepared, kind: str):
+        additive = kind == "additive"
+        self.dkeys = np.zeros_like(prep.keys) if additive else None
+        self.dv = np.zeros(prep.keys.shape[2], dtype=prep.keys.dtype) if additive else None
+        self.alpha, self.dcontext, self.de, self.q, self.dqp = [], [], [], [], []
 
 
 class Attention:
@@ -116,17 +123,36 @@ class Attention:
         return Prepared(memory, keys, neg, lengths)
 
     def new_accumulator(self, prep: Prepared) -> Accumulator:
-        return Accumulator(prep, self.params)
+        return Accumulator(prep, self.kind)
 
     def prepare_backward(self, acc: Accumulator, prep: Prepared):
-        """-> ``(dmemory (N, S, Hs), grads)`` from the summed step gradients."""
+        """-> ``(dmemory (N, S, Hs), grads)`` from what the backward steps left in ``acc``."""
         N, S, Hs = prep.memory.shape
-        name = "key_weight" if self.kind == "additive" else "weight"
-        w = self.params[name]
-        dk = acc.dkeys.reshape(N * S, -1)
-        grads = dict(acc.grads)
+        grads = {}
+        # context_t = alpha_t @ memory for every step t: dmemory = sum_t alpha_t^T dcontext_t,
+        # one batched product over the M steps (N, S, M) @ (N, M, Hs).
+        if acc.alpha:
+            alpha = np.stack(acc.alpha, axis=2)
+            dmemory = np.matmul(alpha, np.stack(acc.dcontext, axis=1))
+        else:
+            dmemory = np.zeros_like(prep.memory)
+        if self.kind == "additive":
+            name, dkeys = "key_weight", acc.dkeys
+            grads["v"] = acc.dv
+            if acc.q:  # qp_t = q_t W_q^T for every step: one product over all N*M rows
+                grads["query_weight"] = np.concatenate(acc.dqp).T @ np.concatenate(acc.q)
+            else:
+                grads["query_weight"] = np.zeros_like(self.params["query_weight"])
+        else:
+            name = "weight"
+            # e_t = keys q_t: dkeys = sum_t de_t^T q_t, (N, S, M) @ (N, M, Hq).
+            if acc.de:
+                dkeys = np.matmul(np.stack(acc.de, axis=2), np.stack(acc.q, axis=1))
+            else:
+                dkeys = np.zeros_like(prep.keys)
+        dk = dkeys.reshape(N * S, -1)
         grads[name] = dk.T @ prep.memory.reshape(N * S, Hs)
-        dmemory = acc.dmemory + (dk @ w).reshape(N, S, Hs)
+        dmemory += (dk @ self.params[name]).reshape(N, S, Hs)
         return dmemory, {k: grads[k] for k in self.params}
 
     # ---- one query step ------------------------------------------------------------------
@@ -150,18 +176,23 @@ class Attention:
         """dL/dcontext (N, Hs) -> dL/dq (N, Hq); memory-side gradients go into ``acc``."""
         q, t, alpha, prep = cache
         dalpha = np.matmul(prep.memory, dcontext[:, :, None])[:, :, 0]  # (N, S)
-        acc.dmemory += alpha[:, :, None] * dcontext[:, None, :]
+        acc.alpha.append(alpha)
+        acc.dcontext.append(dcontext)
         # Softmax backward; padded positions have alpha = 0 and so get de = 0.
         de = alpha * (dalpha - (alpha * dalpha).sum(axis=1, keepdims=True))
+        acc.q.append(q)
         if self.kind == "additive":
-            v = self.params["v"]
-            dpre = de[:, :, None] * v * (1.0 - t * t)  # (N, S, A)
+            N, S, A = t.shape
+            acc.dv += de.reshape(N * S) @ t.reshape(N * S, A)
+            dpre = t * t
+            np.subtract(1.0, dpre, out=dpre)
+            dpre *= self.params["v"]
+            dpre *= de[:, :, None]  # (N, S, A): d score / d (keys + qp)
             acc.dkeys += dpre
-            acc.grads["v"] += np.einsum("ns,nsa->a", de, t)
             dqp = dpre.sum(axis=1)  # (N, A)
-            acc.grads["query_weight"] += dqp.T @ q
+            acc.dqp.append(dqp)
             return dqp @ self.params["query_weight"]
-        acc.dkeys += de[:, :, None] * q[:, None, :]
+        acc.de.append(de)
         return np.matmul(de[:, None, :], prep.keys)[:, 0]
 
     # ---- a whole query sequence (no input feeding) ---------------------------------------

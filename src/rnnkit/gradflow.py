@@ -249,9 +249,14 @@ def plot(result: dict, path, title: str = "") -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     d = np.asarray(result["distance"])
+    colours = {}
     for name, ys in result["models"].items():
         ys = np.asarray(ys, dtype=np.float64)
-        ax.plot(d, np.where(ys > 0, ys, np.nan), label=name, lw=1.8)
+        # One colour per cell; an untrained ("fresh") model dashed beside its trained twin.
+        key = name.split()[0]
+        style = dict(ls="--", lw=1.4) if "fresh" in name else dict(ls="-", lw=2.0)
+        line, = ax.plot(d, np.where(ys > 0, ys, np.nan), label=name, color=colours.get(key), **style)
+        colours.setdefault(key, line.get_color())
     ax.set_yscale("log")
     ax.set_xlabel("distance T − t (steps back from the loss)")
     ax.set_ylabel("mean ‖∂L_T / ∂h_t‖")

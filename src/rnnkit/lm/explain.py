@@ -281,7 +281,7 @@ th{background:#f4f4f4} td.text{text-align:left;max-width:480px;overflow:hidden;t
 .tok{position:relative;padding:2px 0;border-radius:2px;cursor:default;outline:none}
 .tok:focus{box-shadow:0 0 0 2px #1f4e9c}
 .tok .tip{display:none;position:absolute;left:0;top:1.9em;z-index:10;background:#fff;color:#111;border:1px solid #888;box-shadow:0 2px 8px rgba(0,0,0,.25);padding:6px 8px;font:12px/1.35 system-ui,sans-serif;white-space:nowrap;border-radius:4px}
-.tok:hover .tip,.tok:focus .tip,.tok:focus-within .tip{display:block}
+.tok:hover .tip,.tok:focus .tip,.tok:focus-within .tip,.tok:target .tip{display:block}
 .tip b{font-family:ui-monospace,monospace} .tip table{margin-top:4px} .tip td{border:none;padding:0 6px;text-align:left}
 .unk{text-decoration:underline wavy #333}
 .eos{color:#666}

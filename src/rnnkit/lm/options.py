@@ -54,6 +54,16 @@ class TrainOptions:
     on_nonfinite: str = option("stop", "at a NaN/Inf loss or gradient: stop, or skip the step",
                                choices=("stop", "skip"))
     dtype: str = option("float32", "floating-point type", choices=("float32", "float64"))
+    softmax: str = option("full", "output layer: the full softmax, or the adaptive softmax "
+                          "(word level; Grave et al. 2017)", choices=("full", "adaptive"))
+    cutoffs: str | None = option(None, "adaptive softmax: the word ids where the head and each "
+                                 "cluster end, e.g. 2000,10000 (default: chosen from the word "
+                                 "frequencies)", metavar="C1,C2,...")
+    tie_embeddings: bool = option(False, "the output layer reuses the embedding matrix "
+                                  "(through a projection when --embed != --hidden)", type=bool)
+    sparse_embedding: bool = option(False, "word level: update only the embedding rows each "
+                                    "batch reads (with Adam: torch.optim.SparseAdam's rule)",
+                                    type=bool)
 
     def validate(self) -> None:
         import numpy as np
@@ -99,6 +109,41 @@ class TrainOptions:
             raise ValueError(f"on-nonfinite must be stop or skip, got {self.on_nonfinite!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        self.check_output_layer()
+
+    def check_output_layer(self) -> None:
+        """--softmax, --cutoffs, --tie-embeddings, --sparse-embedding (issue #16)."""
+        if self.softmax not in ("full", "adaptive"):
+            raise ValueError(f"unknown softmax {self.softmax!r}: expected full or adaptive")
+        if self.softmax == "adaptive" and self.level != "word":
+            raise ValueError("--softmax adaptive is for word-level models (--level word): a "
+                             "character vocabulary is too small to split into clusters")
+        if self.cutoffs is not None:
+            if self.softmax != "adaptive":
+                raise ValueError("--cutoffs belongs to --softmax adaptive")
+            self.cutoff_list()
+        for name in ("tie_embeddings", "sparse_embedding"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name.replace('_', '-')} must be true or false")
+        if self.tie_embeddings and self.softmax != "full":
+            raise ValueError("--tie-embeddings needs --softmax full: the adaptive softmax's "
+                             "clusters have no (V, E) output matrix to share with the embedding")
+        if self.sparse_embedding and self.level != "word":
+            raise ValueError("--sparse-embedding is for word-level models (--level word)")
+
+    def cutoff_list(self) -> list | None:
+        """--cutoffs as a list of increasing positive ints (None: not given)."""
+        if self.cutoffs is None:
+            return None
+        parts = str(self.cutoffs).split(",")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"--cutoffs must be comma-separated integers such as 2000,10000, "
+                             f"got {self.cutoffs!r}") from None
+        if values[0] < 1 or any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"--cutoffs must be positive and increasing, got {self.cutoffs!r}")
+        return values
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

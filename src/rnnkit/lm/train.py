@@ -55,6 +55,36 @@ def load_corpus(opts: TrainOptions) -> tuple[str, str, dict]:
     return train, val, {**source, "val_fraction": opts.val_fraction}
 
 
+# Options added after runs were saved: an older checkpoint lacks them and ran with these.
+_OPTION_DEFAULTS = {"softmax": "full", "cutoffs": None, "tie_embeddings": False,
+                    "sparse_embedding": False}
+
+
+def _older_options(meta: dict) -> None:
+    opts = (meta.get("run") or {}).get("options") if isinstance(meta, dict) else None
+    if isinstance(opts, dict):
+        for k, v in _OPTION_DEFAULTS.items():
+            opts.setdefault(k, v)
+
+
+def _output_layer(o, vocab, train_ids) -> dict:
+    """LMConfig's output-layer fields from the options; the adaptive softmax's cutoffs from
+    the training text's word frequencies unless --cutoffs names them."""
+    if o.softmax != "adaptive":
+        return {"tie_embeddings": bool(o.tie_embeddings)}
+    from ..layers.adaptive import default_cutoffs
+
+    V = len(vocab)
+    cutoffs = o.cutoff_list()
+    if cutoffs is None:
+        cutoffs = default_cutoffs(np.bincount(np.asarray(train_ids, dtype=np.int64),
+                                              minlength=V), o.hidden)
+    elif cutoffs[-1] >= V:
+        raise ValueError(f"--cutoffs {o.cutoffs}: every cutoff must be below the vocabulary "
+                         f"size {V} (see --min-count / --max-vocab)")
+    return {"softmax": "adaptive", "cutoffs": cutoffs}
+
+
 def _digest(ids: np.ndarray) -> str:
     # SHA-256 of the ids as int64, a MiB of ids at a time: no int64 copy of a whole corpus.
     h = hashlib.sha256()
@@ -95,6 +125,7 @@ class Trainer:
         if self.resume:
             ckpt = out / CHECKPOINT_FILE
             resumed = load_training_state(ckpt)
+            _older_options(resumed[1])
             check_resume(ckpt, resumed[1], task=TASK, options=o.to_json(),
                          resumable=RESUMABLE_CHANGES, world_size=world.size, steps=o.steps)
         train_text, val_text, source = load_corpus(o)
@@ -162,9 +193,11 @@ class Trainer:
 
         config = LMConfig(vocab_size=len(vocab), cell=o.cell, num_layers=o.layers,
                           hidden_size=o.hidden, embed_dim=o.embed, dropout=o.dropout,
-                          dtype=o.dtype)
+                          dtype=o.dtype, **_output_layer(o, vocab, train_ids))
         init_rng = np.random.default_rng(np.random.SeedSequence(o.seed).spawn(2)[0])
         model = self.model = LanguageModel(config, seed=init_rng)
+        # Row-sparse embedding gradients on one process (the MPI allreduce sums dense arrays).
+        model.sparse_embedding_grad = bool(o.sparse_embedding) and world.size == 1
         opt = make_optimizer(o.optimizer, o.lr)
         sched = ReduceLROnPlateau(opt, factor=o.lr_decay, patience=o.patience,
                                   min_lr=o.lr * 1e-3) if o.lr_decay < 1.0 else None

@@ -222,3 +222,32 @@ def test_example_samples_with_onnx_runtime_alone(lm_dir, tmp_path, capsys):
     assert res.returncode == 0, res.stderr
     text = res.stdout[:-1]  # print's newline
     assert text.strip() and set(text) <= set("".join(VOCAB.tokens) + "\n")
+
+
+def test_float64_model_and_dtype_option(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    model = LanguageModel(LMConfig(vocab_size=len(VOCAB), cell="lstm", num_layers=1,
+                                   hidden_size=6, embed_dim=4, dtype="float64"), seed=0)
+    d = tmp_path / "lm64"
+    d.mkdir()
+    save_model(d / "model.safetensors", model, VOCAB, "char")
+    code, _, err = run(["export", d, tmp_path / "as64"], capsys)
+    assert code == 0 and "--dtype float32" in err  # the note: ONNX Runtime runs float32 only
+    m = onnx.load(str(tmp_path / "as64" / "model.onnx"))
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    code, _, err = run(["export", d, tmp_path / "as32", "--dtype", "float32"], capsys)
+    assert code == 0 and err == ""
+    sess = ort.InferenceSession(str(tmp_path / "as32" / "model.onnx"),
+                                providers=["CPUExecutionProvider"])
+    ids = np.array([[2, 5, 6]])
+    z = np.zeros((1, 1, 6), np.float32)
+    lp = sess.run(None, {"ids": ids, "lengths": np.array([3]), "h0": z, "c0": z})[0]
+    np.testing.assert_allclose(lp[0], model.log_probs(ids)[0][0], atol=1e-5, rtol=0)
+    code, _, err = run(["export", d, tmp_path / "bad", "--dtype", "float16"], capsys)
+    one_line_error(code, err, "float16")
+    code, _, err = run(["export", d, tmp_path / "bad", "--format", "torch", "--dtype",
+                        "float32"], capsys)
+    one_line_error(code, err, "onnx format only")
+    assert not (tmp_path / "bad").exists()

@@ -140,6 +140,10 @@ def test_plan_by_load_and_size(monkeypatch):
     line = blas.describe(32, 256, 4)
     assert "\n" not in line and "thread" in line
     assert idle.shares(7) == [(0, 3), (3, 7)]
+    assert "2 threads" in idle.describe() and "1 thread," in busy.describe()
+    monkeypatch.setattr(blas, "load_average", lambda: 0.2)
+    line = blas.plan_line("gru", 32, 256)
+    assert line.startswith("thread plan: time loop on 2 threads") and blas.ENV in line
 
 
 def test_blas_threads_restored():

@@ -76,8 +76,9 @@ class ThreadPlan:
     def describe(self) -> str:
         blas = "all BLAS threads" if self.blas == 0 else f"{self.blas} BLAS thread" + \
             ("s" if self.blas > 1 else "")
-        return (f"time loop on {self.workers} thread{'s' if self.workers > 1 else ''} "
-                f"(batch rows split), {blas} per step product ({self.reason})")
+        loop = "time loop on 1 thread" if self.workers == 1 else \
+            f"time loop on {self.workers} threads, each over its share of the batch rows"
+        return f"{loop}, {blas} per step product ({self.reason})"
 
 
 def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
@@ -105,6 +106,13 @@ def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
 def describe(N: int, hidden: int, gates: int) -> str:
     """One line: the plan a training or scoring loop with batch N and hidden size H gets now."""
     return plan(N, N * gates * hidden * hidden).describe()
+
+
+def plan_line(cell: str, N: int, hidden: int) -> str:
+    """``thread plan: ...`` for a ``cell`` ('lstm', 'gru', 'rnn') layer at batch N — the line
+    ``rnnkit train`` prints once at its start."""
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
+    return f"thread plan: {describe(N, hidden, gates)}; override with {ENV}=n"
 
 
 _controller = None

@@ -19,13 +19,6 @@ TEXT = "".join(f"the {a} {v} on the {b}.\n" for a in ("cat", "dog", "bird") for 
                for b in ("mat", "rug", "sofa", "floor")) * 8
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    p = tmp_path_factory.mktemp("corpus") / "train.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
-
-
 def small_opts(out, corpus, **kw):
     base = dict(out=str(out), corpus=[str(corpus)], cell="lstm", layers=1, hidden=32, embed=8,
                 seq_len=20, batch=4, steps=60, lr=1e-2, eval_every=20, log_every=10,
@@ -34,11 +27,9 @@ def small_opts(out, corpus, **kw):
     return TrainOptions(**base)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus):
-    out = tmp_path_factory.mktemp("run")
-    summary = Trainer(small_opts(out, corpus, steps=150), stream=open("/dev/null", "w")).run()
-    return out, summary
+def lm_options(out, corpus):
+    """The run of the ``trained`` fixture (tests/conftest.py)."""
+    return small_opts(out, corpus, steps=150)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.25], ids=["fused_lookup", "dropout"])
@@ -63,7 +54,7 @@ def test_whole_model_gradient(cell, dropout):
 
 
 def test_stepper_matches_sequence_forward(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     ids = np.array([[2, 5, 7, 9, 4], [3, 3, 8, 1, 2]])
     lp_seq, st_seq = b.model.log_probs(ids)
     step = b.model.stepper()
@@ -74,8 +65,8 @@ def test_stepper_matches_sequence_forward(trained):
     np.testing.assert_allclose(state[0], st_seq[0], rtol=0, atol=2e-6)
 
 
-def test_loss_falls_and_files_are_written(trained):
-    out, summary = trained
+def test_loss_falls_and_files_are_written(trained_run):
+    out, summary = trained_run
     records = [__import__("json").loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["train_loss"] > records[-1]["train_loss"] + 1.0
     assert summary["best_val_loss"] < 1.0  # a highly repetitive text: well below ln(V) ~ 3.1
@@ -86,7 +77,7 @@ def test_loss_falls_and_files_are_written(trained):
 
 
 def test_token_logprobs_sum_and_convention(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     [r] = score_sentences(b.model, b.vocab, b.tokenizer, ["the cat sat on the mat."])
     assert r["tokens"][-1] == "<eos>" and r["predictions"] == len("the cat sat on the mat.") + 1
     assert math.isclose(sum(r["token_logprobs"]), r["logprob"], rel_tol=1e-12)
@@ -105,14 +96,14 @@ def test_token_logprobs_sum_and_convention(trained):
 
 
 def test_unknown_tokens_counted(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     [r] = score_sentences(b.model, b.vocab, b.tokenizer, ["the cat sat on the zebra!"])
     assert r["unknown"] == 2  # z and ! (b is in "bird")
     assert r["tokens"].count("z") == 1
 
 
 def test_evaluate_streams_and_batched_scoring_agree(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     text = "the dog ran on the rug.\nthe bird slept on the sofa.\n"
     one = evaluate_text(b.model, b.vocab, b.tokenizer, text, streams=1, seq_len=7)
     same = evaluate_text(b.model, b.vocab, b.tokenizer, text, streams=1, seq_len=256)
@@ -128,7 +119,7 @@ def test_evaluate_streams_and_batched_scoring_agree(trained):
 
 
 def test_next_token_probabilities_sum_to_one(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     lp, _ = b.model.log_probs(np.array([[2, 5, 7, 9], [3, 3, 3, 3]]))
     np.testing.assert_allclose(np.exp(lp.astype(np.float64)).sum(-1), 1.0, atol=1e-5)
     p = generate.filter_logits(lp[:, -1], 0.7, top_k=5, top_p=0.9)
@@ -149,7 +140,7 @@ def test_filters_by_hand():
 
 
 def test_seeded_sampling_is_reproducible(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     kw = dict(prime="the ", length=40, num=3, temperature=0.9)
     a = generate.sample(b.model, b.vocab, b.tokenizer, seed=5, **kw)
     c = generate.sample(b.model, b.vocab, b.tokenizer, seed=5, **kw)
@@ -159,7 +150,7 @@ def test_seeded_sampling_is_reproducible(trained):
 
 
 def test_beam_width_one_is_greedy_and_beam_is_no_worse(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     for prime in ("", "the c", "the bird slept on "):
         g_ids, g_lp = generate.greedy(b.model, b.vocab, b.tokenizer, prime, 60)
         b_ids, b_lp = generate.beam_search(b.model, b.vocab, b.tokenizer, prime, 1, 60)
@@ -171,7 +162,7 @@ def test_beam_width_one_is_greedy_and_beam_is_no_worse(trained):
 
 
 def test_bad_generation_arguments(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     for kw, msg in [({"temperature": 0}, "temperature"), ({"top_p": 1.5}, "top-p"),
                     ({"top_p": 0.0}, "top-p"), ({"length": -1}, "length"), ({"top_k": 0}, "top-k")]:
         with pytest.raises(ValueError, match=msg):
@@ -217,7 +208,7 @@ def test_word_level_model(tmp_path, corpus):
 
 
 def test_vocab_round_trip_in_model_file(trained):
-    b = load_model(trained[0])
+    b = load_model(trained)
     assert isinstance(b.vocab, Vocab) and isinstance(b.tokenizer, CharTokenizer)
     assert b.info["options"]["hidden"] == 32
 
@@ -226,7 +217,7 @@ def test_validation_scores_unknown_tokens_as_one_token(trained):
     # The trainer evaluates held-out ids directly: an unseen character is one <unk>, not the
     # five characters of the string "<unk>" that a decode/re-tokenize round trip would give.
     from rnnkit.lm.score import evaluate_ids
-    b = load_model(trained[0])
+    b = load_model(trained)
     text = "the cat sat on the zoo!\n"
     ids = b.vocab.encode(b.tokenizer.tokenize(text))
     assert (ids == b.vocab.unk_id).sum() == 2

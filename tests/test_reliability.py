@@ -43,18 +43,7 @@ def tiny(out, corpus, **kw):
     return TrainOptions(**base)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    p = tmp_path_factory.mktemp("corpus") / "train.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus):
-    out = tmp_path_factory.mktemp("lm") / "model"
-    Trainer(tiny(out, corpus), stream=QUIET()).run()
-    return out
+lm_options = tiny  # the run of the ``trained`` fixture (tests/conftest.py)
 
 
 def one_line_error(err: str) -> str:

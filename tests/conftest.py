@@ -1,0 +1,31 @@
+"""Fixtures shared by the test modules.
+
+``corpus`` writes the module's ``TEXT`` to a file; ``trained_run`` trains a small language
+model on it with the options the module's ``lm_options(out, corpus)`` gives (once per
+module) and returns ``(model directory, training summary)``; ``trained`` is that directory.
+"""
+
+import io
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, request):
+    p = tmp_path_factory.mktemp("corpus") / "train.txt"
+    p.write_text(request.module.TEXT, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, corpus, request):
+    from rnnkit.lm.train import Trainer
+
+    out = tmp_path_factory.mktemp("lm") / "model"
+    summary = Trainer(request.module.lm_options(out, corpus), stream=io.StringIO()).run()
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    return trained_run[0]

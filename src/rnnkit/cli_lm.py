@@ -2,26 +2,85 @@
 
     rnnkit train [CORPUS ...] --out DIR      # no CORPUS: the built-in default corpus
     rnnkit eval DIR FILE [--json]
-    rnnkit score DIR TEXT ... [--json]
+    rnnkit score DIR TEXT ... | --file FILE [--json]   # FILE: one sentence a line, - stdin
     rnnkit sample DIR [--prime TEXT] [--length N] [--temperature X] [--top-k K] [--top-p P]
                       [--num N] [--seed N] [--greedy | --beam K] [--json]
+
+``--json`` output is strict JSON: a number that is not finite (a perplexity that overflows
+a float) is written ``null``, never ``Infinity`` or ``NaN``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from dataclasses import dataclass
+
+from .training.options import add_options, from_args, option
 
 
 def _positive_float(name):
+    """An argparse type: a finite number > 0, else an error naming ``name``."""
     def parse(s):
         try:
             v = float(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {s}")
         return v
     return parse
+
+
+def _json(obj) -> str:
+    """Strict JSON of ``obj``: non-finite floats become null."""
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+    return json.dumps(clean(obj), allow_nan=False)
+
+
+@dataclass
+class EvalOptions:
+    model: str = option(help="model directory", positional=True, metavar="DIR")
+    file: str = option(help="UTF-8 text to evaluate", positional=True, metavar="FILE")
+    streams: int = option(1, "read the file as this many parallel pieces (1: one exact pass)",
+                          type=int)
+    json: bool = option(False, "print the result as JSON", type=bool)
+
+
+@dataclass
+class ScoreOptions:
+    model: str = option(help="model directory", positional=True, metavar="DIR")
+    texts: list = option([], "sentences to score, one per argument", positional=True,
+                         nargs="*", metavar="TEXT")
+    file: str | None = option(None, "score each line of FILE as a sentence (- : standard input)",
+                              metavar="FILE")
+    batch: int = option(64, "sentences scored together", type=int)
+    json: bool = option(False, "print the results as JSON", type=bool)
+
+
+@dataclass
+class SampleOptions:
+    model: str = option(help="model directory", positional=True, metavar="DIR")
+    prime: str = option("", "text to continue")
+    length: int = option(200, "most tokens to generate", type=int)
+    temperature: float = option(1.0, "divide the log-probabilities by this",
+                                type=_positive_float("temperature"))
+    top_k: int | None = option(None, "sample among the K most probable tokens", type=int)
+    top_p: float | None = option(None, "sample in the smallest set holding this much mass",
+                                 type=float)
+    num: int = option(1, "samples to generate", type=int)
+    seed: int | None = option(None, "random seed (none: fresh)", type=int)
+    no_stop: bool = option(False, "do not stop at the end of a line", type=bool)
+    json: bool = option(False, "print the result as JSON", type=bool)
 
 
 def register(sub) -> None:
@@ -39,34 +98,21 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a model on a whole text file")
-    e.add_argument("model", metavar="DIR")
-    e.add_argument("file", metavar="FILE")
-    e.add_argument("--streams", type=int, default=1,
-                   help="read the file as this many parallel pieces (1: one exact pass)")
-    e.add_argument("--json", action="store_true")
+    add_options(e, EvalOptions)
     e.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("score", help="log-probability and perplexity of sentences")
-    s.add_argument("model", metavar="DIR")
-    s.add_argument("texts", nargs="+", metavar="TEXT")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("score", help="log-probability and perplexity of sentences",
+                       description="Score each sentence on its own, from the start-of-line "
+                                   "context (like KenLM's query).")
+    add_options(s, ScoreOptions)
     s.set_defaults(func=cmd_score)
 
     g = sub.add_parser("sample", help="generate text")
-    g.add_argument("model", metavar="DIR")
-    g.add_argument("--prime", default="", help="text to continue")
-    g.add_argument("--length", type=int, default=200, help="most tokens to generate")
-    g.add_argument("--temperature", type=_positive_float("temperature"), default=1.0)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--num", type=int, default=1)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--no-stop", action="store_true", help="do not stop at the end of a line")
+    add_options(g, SampleOptions)
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--greedy", action="store_true", help="most likely token at each step")
     mode.add_argument("--beam", type=int, default=None, metavar="K",
-                      help="most likely continuation by beam search of width K")
-    g.add_argument("--json", action="store_true")
+                      help="most likely continuation by beam search of width K (default: none)")
     g.set_defaults(func=cmd_sample)
 
 
@@ -109,12 +155,13 @@ def cmd_eval(args) -> int:
     from .lm.bundle import load_model
     from .lm.score import evaluate_text
 
-    b = load_model(args.model)
-    r = evaluate_text(b.model, b.vocab, b.tokenizer, read_text(args.file), streams=args.streams)
-    if args.json:
-        print(json.dumps(r))
+    opts = from_args(EvalOptions, args)
+    b = load_model(opts.model)
+    r = evaluate_text(b.model, b.vocab, b.tokenizer, read_text(opts.file), streams=opts.streams)
+    if opts.json:
+        print(_json(r))
     else:
-        print(f"{args.file}: {r['tokens']} tokens, {r['nats_per_token']:.4f} nats/token, "
+        print(f"{opts.file}: {r['tokens']} tokens, {r['nats_per_token']:.4f} nats/token, "
               f"perplexity {r['perplexity']:.3f}, {r['bits_per_char']:.4f} bits/char, "
               f"log10 prob {r['log10']:.2f}, {r['unknown']} unknown")
     return 0
@@ -123,11 +170,22 @@ def cmd_eval(args) -> int:
 def cmd_score(args) -> int:
     from .lm.bundle import load_model
     from .lm.score import score_sentences
+    from .data.tokenize import split_lines
+    from .tasks.data import read_input_text
 
-    b = load_model(args.model)
-    results = score_sentences(b.model, b.vocab, b.tokenizer, args.texts)
-    if args.json:
-        print(json.dumps(results))
+    opts = from_args(ScoreOptions, args)
+    if opts.batch < 1:
+        raise ValueError(f"--batch must be a positive integer, got {opts.batch}")
+    if not opts.texts and opts.file is None:
+        raise ValueError("the following arguments are required: TEXT (or --file FILE)")
+    if opts.texts and opts.file is not None:
+        raise ValueError("give the sentences as TEXT arguments or in --file FILE, not both")
+    # The file is read before the model: a mistake in either is reported before any work.
+    texts = opts.texts if opts.file is None else split_lines(read_input_text(opts.file))
+    b = load_model(opts.model)
+    results = score_sentences(b.model, b.vocab, b.tokenizer, texts, batch_size=opts.batch)
+    if opts.json:
+        print(_json(results))
         return 0
     for r in results:
         print(f"{r['text']}\tlogprob {r['logprob']:.4f} nats ({r['log10']:.4f} log10)\t"
@@ -159,8 +217,8 @@ def cmd_sample(args) -> int:
         text = args.prime + b.tokenizer.detokenize(
             [t for t in b.vocab.decode(ids) if t != "<eos>"])
         if args.json:
-            print(json.dumps({"samples": [text], "logprob": lp,
-                              "mode": "greedy" if args.greedy else f"beam{args.beam}"}))
+            print(_json({"samples": [text], "logprob": lp,
+                         "mode": "greedy" if args.greedy else f"beam{args.beam}"}))
         else:
             print(text)
         return 0
@@ -168,7 +226,7 @@ def cmd_sample(args) -> int:
                             args.temperature, args.top_k, args.top_p, args.num, args.seed,
                             stop_at_eos=not args.no_stop)
     if args.json:
-        print(json.dumps({"samples": texts}))
+        print(_json({"samples": texts}))
     else:
         for t in texts:
             print(t.rstrip("\n"))

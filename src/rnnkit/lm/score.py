@@ -38,50 +38,63 @@ def _encode_lines(vocab: Vocab, tokenizer, text: str):
     return tokens, np.asarray(ids, dtype=np.int64), int(unknown)
 
 
+# Sentences are scored in arrays of a canonical shape — ``batch_size`` rows (unused rows
+# padded) by a length rounded up to a multiple of this — so a sentence's numbers depend on
+# nothing but the sentence and ``batch_size``: BLAS and the fused kernels round differently
+# for other shapes, and a line must score the same alone, in a file, or on another MPI rank.
+LENGTH_STEP = 16
+
+
 def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int = 64) -> list[dict]:
     """Score each sentence (one line of text each) on its own.
 
     Returns one dict per sentence: ``text``, ``tokens`` (list, ending with ``<eos>``),
     ``token_logprobs`` (nats, one per token), ``logprob`` (nats), ``log10``, ``perplexity``,
-    ``predictions``, ``unknown`` (count of out-of-vocabulary tokens).
+    ``predictions``, ``unknown`` (count of out-of-vocabulary tokens).  The numbers of a
+    sentence are the same, to the last bit, whatever other sentences are scored with it
+    (for one ``batch_size``).
     """
     if isinstance(sentences, (str, bytes)):
         raise TypeError("sentences must be a list of str (one sentence each), got a single "
                         f"{type(sentences).__name__}")
     batch_size = _checks.check_positive_int(batch_size, "batch_size")
-    results = []
-    encoded = []
-    for s in sentences:
-        if not isinstance(s, str):
-            raise TypeError(f"a sentence must be a str, got {type(s).__name__}")
-        if "\n" in s.strip("\n") or "\r" in s.strip("\r\n"):
-            raise ValueError("score takes one sentence per text; a text holds a line break")
-        tokens = tokenizer.tokenize(s.rstrip("\r\n"))
-        if not tokens:  # word level drops a line with no word: it is still a sentence
-            tokens = [vocab.token(vocab.eos_id)]
-        ids, unknown = vocab.encode(tokens, return_unknown=True)
-        encoded.append((s, tokens, np.asarray(ids, dtype=np.int64), int(unknown)))
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        T = max(len(c[2]) for c in chunk)
-        x = np.full((len(chunk), T), vocab.eos_id, dtype=np.int64)
-        for n, (_, _, ids, _) in enumerate(chunk):
-            x[n, 1 : len(ids)] = ids[:-1]  # inputs: <eos> then the tokens; padding after is causal-safe
-        lp, _ = model.log_probs(x)
-        for n, (s, tokens, ids, unknown) in enumerate(chunk):
-            tok_lp = lp[n, np.arange(len(ids)), ids].astype(np.float64)
-            total = float(tok_lp.sum())
-            results.append({
-                "text": s,
-                "tokens": list(tokens),
-                "token_logprobs": [float(v) for v in tok_lp],
-                "logprob": total,
-                "log10": total / math.log(10),
-                "perplexity": _exp(-total / len(ids)),
-                "predictions": len(ids),
-                "unknown": unknown,
-            })
+    encoded = [_encode_sentence(vocab, tokenizer, s) for s in sentences]
+    results = [None] * len(encoded)
+    # Sentences of one rounded length share batches; the input order is kept within them.
+    shape_of = [-(-len(e[2]) // LENGTH_STEP) * LENGTH_STEP for e in encoded]
+    for T in sorted(set(shape_of)):
+        group = [i for i, t in enumerate(shape_of) if t == T]
+        for start in range(0, len(group), batch_size):
+            chunk = group[start: start + batch_size]
+            x = np.full((batch_size, T), vocab.eos_id, dtype=np.int64)
+            for n, i in enumerate(chunk):
+                ids = encoded[i][2]
+                x[n, 1: len(ids)] = ids[:-1]  # <eos> then the tokens; padding after is causal-safe
+            lp, _ = model.log_probs(x)
+            for n, i in enumerate(chunk):
+                results[i] = _sentence_result(lp[n], *encoded[i])
     return results
+
+
+def _encode_sentence(vocab: Vocab, tokenizer, s):
+    if not isinstance(s, str):
+        raise TypeError(f"a sentence must be a str, got {type(s).__name__}")
+    if "\n" in s.strip("\n") or "\r" in s.strip("\r\n"):
+        raise ValueError("score takes one sentence per text; a text holds a line break")
+    tokens = tokenizer.tokenize(s.rstrip("\r\n"))
+    if not tokens:  # word level drops a line with no word: it is still a sentence
+        tokens = [vocab.token(vocab.eos_id)]
+    ids, unknown = vocab.encode(tokens, return_unknown=True)
+    return s, tokens, np.asarray(ids, dtype=np.int64), int(unknown)
+
+
+def _sentence_result(lp, s, tokens, ids, unknown) -> dict:
+    """The score of one sentence from its rows of log-probabilities lp (T, V)."""
+    tok_lp = lp[np.arange(len(ids)), ids].astype(np.float64)
+    total = float(tok_lp.sum())
+    return {"text": s, "tokens": list(tokens), "token_logprobs": [float(v) for v in tok_lp],
+            "logprob": total, "log10": total / math.log(10),
+            "perplexity": _exp(-total / len(ids)), "predictions": len(ids), "unknown": unknown}
 
 
 def evaluate_ids(model, ids: np.ndarray, eos_id: int, streams: int = 1, seq_len: int = 256) -> float:

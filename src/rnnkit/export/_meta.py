@@ -29,7 +29,8 @@ KNOWN_FIELDS = {
     "tagger": {"vocab_size", "num_tags", "embed_dim", "hidden_size", "num_layers", "cell",
                "bidirectional", "dropout", "dtype", "seed"},
     "seq2seq": {"src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_size", "num_layers",
-                "cell", "bidirectional", "dropout", "max_target_len", "dtype", "seed"},
+                "cell", "bidirectional", "dropout", "max_target_len", "dtype", "seed",
+                "attention"},
     "generator": {"vocab_size", "num_classes", "cond_dim", "embed_dim", "hidden_size",
                   "num_layers", "cell", "dropout", "max_len", "dtype", "seed"},
 }
@@ -41,7 +42,8 @@ KNOWN_BLOCKS = {
     "language_model": {"embed", "rnn", "out"},
     "classifier": {"embed", "rnn", "out"},
     "tagger": {"embed", "rnn", "out"},
-    "seq2seq": {"src_embed", "encoder", "bridge_h", "bridge_c", "tgt_embed", "decoder", "out"},
+    "seq2seq": {"src_embed", "encoder", "bridge_h", "bridge_c", "tgt_embed", "decoder", "out",
+                "attention", "attn_combine"},
     "generator": {"cond_h", "cond_c", "embed", "rnn", "out"},
 }
 

@@ -345,12 +345,13 @@ def _seq2seq_attention(model):
         A = att.attn_size
         att_init = (f"self.attention = Attention(key_weight=({A}, {K * H}), "
                     f"query_weight=({A}, {H}), v=({A},))")
-        scores = ("a = self.attention\n        e = torch.tanh(memory @ a.key_weight.T"
-                  " + (q @ a.query_weight.T)[:, None, :]) @ a.v  # v . tanh(W_k m + W_q q)")
+        scores = ("a = self.attention  # e_s = v . tanh(W_k m_s + W_q q)\n"
+                  "        e = torch.tanh(memory @ a.key_weight.T"
+                  " + (q @ a.query_weight.T)[:, None, :]) @ a.v")
     else:
         att_init = f"self.attention = Attention(weight=({H}, {K * H}))"
-        scores = ("e = ((memory @ self.attention.weight.T) @ q[:, :, None])[:, :, 0]"
-                  "  # q . (W_a m)")
+        scores = ("# e_s = q . (W_a m_s)\n"
+                  "        e = ((memory @ self.attention.weight.T) @ q[:, :, None])[:, :, 0]")
     usage = ("    state, memory = net.encode(src, src_lengths)   # state: (h0, c0) or (h0,)\n"
              f"    feed = torch.zeros(N, {H})                    # ids start with <eos> (2)\n"
              "    log_probs, state, feed, alpha = net.step(ids, state, feed, memory, src_lengths)\n")
@@ -392,6 +393,7 @@ class Seq2SeqAttention(nn.Module):
         -> (log_probs (N, V), state, feed, alpha (N, S) the attention weights)."""
         x = torch.cat([self.tgt_embed(ids), feed], dim=1)[:, None]  # input feeding
         ones = torch.ones(len(ids), dtype=torch.int64)
+        # nn.LSTM takes the pair (h, c), the other cells h alone
         y, state = run_rnn(self.decoder, x, ones, state if len(state) == 2 else state[0])
         state = state if isinstance(state, tuple) else (state,)
         q = y[:, 0]  # the top layer's state is the query

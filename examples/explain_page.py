@@ -46,8 +46,33 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/explain_lm")
     ap.add_argument("--html", default="runs/explain.html")
     ap.add_argument("--png", default=str(HERE / "explain.png"))
+    ap.add_argument("--reuse", action="store_true", help="take the model already in --out")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if not (args.reuse and (Path(args.out) / "model.safetensors").exists()):
+        train(args, t0)
+    rc = rnnkit_main(["explain", args.out, *SENTENCES, "--html", args.html, "--force", "--top", "4"])
+    if rc:
+        sys.exit(rc)
+    browser = shutil.which("chromium")
+    if browser is None:
+        print("no chromium: the page is written, no screenshot taken")
+        return
+    # For the picture only: one token's top-5 box forced open, as it shows on hover or focus.
+    page = Path(args.html).read_text(encoding="utf-8")
+    shot = Path(args.html).with_suffix(".shot.html")
+    shot.write_text(page.replace("</head>", "<style>#t1-5 .tip{display:block}</style></head>", 1),
+                    encoding="utf-8")
+    with tempfile.TemporaryDirectory() as prof:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--no-first-run", f"--user-data-dir={prof}", "--hide-scrollbars",
+                        "--window-size=1100,1500", f"--screenshot={Path(args.png).resolve()}",
+                        shot.resolve().as_uri()], check=True, capture_output=True, timeout=300)
+    print(f"wrote {args.png}; total {time.perf_counter() - t0:.0f} s")
+
+
+def train(args, t0):
     text = default_corpus()
     tok = get_tokenizer("char")
     vocab = Vocab.build(tok.tokenize(text))
@@ -68,22 +93,6 @@ def main(argv=None):
                   flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     save_model(Path(args.out) / "model.safetensors", model, vocab, "char")
-    rc = rnnkit_main(["explain", args.out, *SENTENCES, "--html", args.html, "--force", "--top", "4"])
-    if rc:
-        sys.exit(rc)
-    browser = shutil.which("chromium")
-    if browser is None:
-        print("no chromium: the page is written, no screenshot taken")
-        return
-    # "#t1-5" targets the 6th token of the 2nd line: the page shows its top-5 box as on hover.
-    with tempfile.TemporaryDirectory() as prof:
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--no-first-run", f"--user-data-dir={prof}", "--hide-scrollbars",
-                        "--window-size=1100,1250", f"--screenshot={Path(args.png).resolve()}",
-                        Path(args.html).resolve().as_uri() + "#t1-5"], check=True, capture_output=True,
-                       timeout=300)
-    print(f"wrote {args.png}; total {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

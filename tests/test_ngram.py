@@ -177,3 +177,25 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, args, why):
     err = capsys.readouterr().err.strip()
     assert why in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "x.arpa").exists()
+
+
+def test_cli_vocab_from_a_word_level_model(tmp_path, capsys):
+    from rnnkit.data import Vocab, WordTokenizer
+    from rnnkit.lm.bundle import save_model
+    from rnnkit.models.language_model import LanguageModel, LMConfig
+
+    text = _text()
+    vocab = Vocab.build(WordTokenizer().tokenize(text), 5)  # a smaller vocabulary than min-count 1
+    model = LanguageModel(LMConfig(vocab_size=len(vocab), hidden_size=8, embed_dim=4), seed=0)
+    save_model(tmp_path / "lm.safetensors", model, vocab, "word")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text)
+    out = tmp_path / "kn.arpa"
+    assert main(["ngram", "train", str(corpus), "--order", "2", "--out", str(out),
+                 "--vocab-from", str(tmp_path / "lm.safetensors")]) == 0
+    assert read_arpa(out).words[3:] == vocab.tokens[3:]
+    save_model(tmp_path / "char.safetensors", model, vocab, "char")
+    capsys.readouterr()
+    assert main(["ngram", "train", str(corpus), "--out", str(tmp_path / "x.arpa"),
+                 "--vocab-from", str(tmp_path / "char.safetensors")]) == 2
+    assert "char-level model" in capsys.readouterr().err

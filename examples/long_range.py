@@ -39,7 +39,11 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from rnnkit.gradflow import ReferenceStack, norms_by_distance, state_grads  # noqa: E402
+import _wordlists  # noqa: E402
+from rnnkit.data.corpus import default_corpus  # noqa: E402
+from rnnkit.data.tokenize import get_tokenizer  # noqa: E402
+from rnnkit.data.vocab import Vocab  # noqa: E402
+from rnnkit.gradflow import ReferenceStack, norms_by_distance, plot, state_grads  # noqa: E402
 from rnnkit.layers.basic import softmax  # noqa: E402
 from rnnkit.models import ClassifierConfig, LanguageModel, LMConfig, SequenceClassifier  # noqa: E402
 from rnnkit.models.conv_classifier import ConvClassifier, ConvClassifierConfig  # noqa: E402
@@ -176,8 +180,6 @@ def task_gradflow(trained, sizes, d_train, T, args, out_png, log):
             dz[np.arange(len(y)), y] -= 1.0
             g = state_grads(stack, x, dz @ W, states=states)
             result["models"][name] = [float(v) for v in norms_by_distance(g)]
-    from rnnkit.gradflow import plot
-
     plot(result, out_png, title=f"Delayed match: gradient reaching back (T = {T}, 64 sequences)")
     for name, n in result["models"].items():
         log(f"  {name}: |dL/dh| at " + ", ".join(f"{k}: {n[k]:.2e}" for k in FLOW_AT if k < T))
@@ -186,10 +188,6 @@ def task_gradflow(trained, sizes, d_train, T, args, out_png, log):
 
 # ---- parts 2 and 3: language models ------------------------------------------------------------
 def lm_runs(args, log):
-    from rnnkit.data.corpus import default_corpus
-    from rnnkit.data.tokenize import get_tokenizer
-    from rnnkit.data.vocab import Vocab
-
     text = default_corpus()
     tok = get_tokenizer("char")
     cut = int(len(text) * 0.95)
@@ -241,9 +239,6 @@ def lm_runs(args, log):
 
 # ---- part 4: language ID ------------------------------------------------------------------------
 def language_id(args, log):
-    import _wordlists
-    from rnnkit.data.vocab import Vocab
-
     langs = _wordlists.LANGUAGES
     train_w, _, test_w = _wordlists.load(langs, args.langid_top, 0)
     vocab = Vocab.build(c for w, _ in train_w for c in w)
@@ -336,12 +331,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run with tiny budgets")
     ap.add_argument("--distances", default="10,50,100,200")
-    ap.add_argument("--task-steps", type=int, default=300)
+    ap.add_argument("--task-steps", type=int, default=500)
     ap.add_argument("--task-params", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--test-size", type=int, default=2000)
-    ap.add_argument("--lm-steps", type=int, default=200)
+    ap.add_argument("--lm-steps", type=int, default=300)
     ap.add_argument("--lm-hidden", type=int, default=128)
     ap.add_argument("--lm-seq", type=int, default=64)
     ap.add_argument("--langid-steps", type=int, default=1000)

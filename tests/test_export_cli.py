@@ -251,3 +251,36 @@ def test_float64_model_and_dtype_option(tmp_path, capsys):
                         "float32"], capsys)
     one_line_error(code, err, "onnx format only")
     assert not (tmp_path / "bad").exists()
+
+
+def test_onnx_export_is_run_against_rnnkit_before_writing(tmp_path):
+    """Every kind: the check ran (a measured difference, within float32 rounding)."""
+    pytest.importorskip("onnxruntime")
+    from rnnkit.export import export
+    from rnnkit.models import ConditionalGenerator, GeneratorConfig
+
+    models = [LanguageModel(LMConfig(vocab_size=9, cell="rnn", num_layers=2, hidden_size=4,
+                                     embed_dim=3), seed=1),
+              SequenceClassifier(ClassifierConfig(9, 3, embed_dim=3, hidden_size=4,
+                                                  bidirectional=True, pooling="max")),
+              SequenceTagger(TaggerConfig(9, 3, embed_dim=3, hidden_size=4, cell="gru")),
+              Seq2Seq(Seq2SeqConfig(9, 6, embed_dim=3, hidden_size=4, bidirectional=True)),
+              ConditionalGenerator(GeneratorConfig(6, num_classes=2, embed_dim=3,
+                                                   hidden_size=4))]
+    for i, model in enumerate(models):
+        written = export(model, tmp_path / f"m{i}", "onnx")
+        assert written.checked is not None and written.checked < 1e-5, type(model).__name__
+    assert export(models[0], tmp_path / "unchecked", "onnx", check=False).checked is None
+
+
+def test_a_graph_that_disagrees_is_not_written(lm_dir, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from rnnkit.export import _onnx_graph
+
+    # a wrong GRU gate order (r and z kept in PyTorch's order) still passes onnx.checker
+    monkeypatch.setitem(_onnx_graph._GATE_ORDER, "gru", (0, 1, 2))
+    code, _, err = run(["export", lm_dir[0], tmp_path / "out"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "differ from rnnkit" in err, err
+    assert listing(tmp_path) == ["lm"]
+    code, _, err = run(["export", lm_dir[0], tmp_path / "out", "--no-check"], capsys)
+    assert code == 0  # the user may skip the check, and gets what they asked for

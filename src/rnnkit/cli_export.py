@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--format", default="onnx", metavar="FORMAT",
                    help="onnx (default) or torch")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--no-check", action="store_true",
+                   help="onnx: skip running the graphs in ONNX Runtime against rnnkit before "
+                        "writing (done by default when onnxruntime is installed)")
     p.add_argument("--dtype", default=None, metavar="TYPE",
                    help="onnx only: float type of the graph, float32 or float64 (default: the "
                         "model's; ONNX Runtime runs its recurrent operators in float32 only)")
@@ -38,9 +41,18 @@ def cmd_export(args) -> int:
                          f"{', '.join(known)}")
     if args.dtype is not None and args.dtype not in ("float32", "float64"):
         raise ValueError(f"--dtype must be float32 or float64, got {args.dtype!r}")
-    paths = export(args.model, args.out, args.format, force=args.force, dtype=args.dtype)
+    from .export._verify import ExportCheckFailed
+
+    try:
+        paths = export(args.model, args.out, args.format, force=args.force, dtype=args.dtype,
+                       check=not args.no_check)
+    except ExportCheckFailed as e:
+        print(f"rnnkit export: error: {e}", file=sys.stderr)
+        return 1
     names = ", ".join(p.name for p in paths)
-    print(f"wrote {args.out}: {names}")
+    note = "" if paths.checked is None else \
+        f" (ONNX Runtime agrees with rnnkit within {paths.checked:.1g})"
+    print(f"wrote {args.out}: {names}{note}")
     if args.format == "onnx" and args.dtype is None and _is_float64(paths):
         print("note: float64 graph; ONNX Runtime's CPU LSTM/GRU/RNN run float32 only "
               "(--dtype float32 exports one it runs)", file=sys.stderr)

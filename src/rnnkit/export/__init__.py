@@ -67,16 +67,26 @@ def export_files(model, fmt: str, info: dict | None = None, dtype=None) -> dict:
     return torch_files(model, kind, meta)
 
 
+class Written(list):
+    """The paths an export wrote; ``checked``: the largest difference between ONNX Runtime's
+    outputs and rnnkit's on a test batch, or None where nothing was run."""
+
+    checked = None
+
+
 def export(source, out, fmt: str = "onnx", *, force: bool = False, dtype=None,
-           info: dict | None = None) -> list:
+           info: dict | None = None, check: bool = True) -> Written:
     """Export ``source`` (a model directory or file, or a model object) into the directory
     ``out``; returns the written paths.
 
     ``out`` must not exist unless ``force`` (then the export in it is replaced).  Everything
-    is built before anything is written, and written into a temporary folder renamed into
-    place.  ValueError / OSError with one line for a bad source, format or target;
-    :class:`._meta.CannotExpress` for a model the format cannot express.
+    is built (and, for ONNX with ``check`` and onnxruntime installed, run against rnnkit on a
+    small ragged batch) before anything is written, and written into a temporary folder
+    renamed into place.  ValueError / OSError with one line for a bad source, format or
+    target; :class:`._meta.CannotExpress` for a model the format cannot express;
+    :class:`._verify.ExportCheckFailed` when ONNX Runtime disagrees with rnnkit.
     """
+    from ._meta import kind_of
     from ._write import check_target, write_files
 
     _check_format(fmt)
@@ -88,7 +98,15 @@ def export(source, out, fmt: str = "onnx", *, force: bool = False, dtype=None,
         info = {**loaded, **(info or {})}
     else:
         model = source
-    return write_files(out, export_files(model, fmt, info, dtype), force)
+    files = export_files(model, fmt, info, dtype)
+    checked = None
+    if fmt == "onnx" and check:
+        from ._verify import check_onnx
+
+        checked = check_onnx(model, kind_of(model), files)
+    written = Written(write_files(out, files, force))
+    written.checked = checked
+    return written
 
 
 def to_torch(model):
@@ -107,4 +125,4 @@ def to_torch(model):
     return to_torch_module(model, kind)
 
 
-__all__ = ["FORMATS", "MissingDependency", "export", "export_files", "to_torch"]
+__all__ = ["FORMATS", "MissingDependency", "Written", "export", "export_files", "to_torch"]

@@ -284,3 +284,18 @@ def test_a_graph_that_disagrees_is_not_written(lm_dir, tmp_path, capsys, monkeyp
     assert listing(tmp_path) == ["lm"]
     code, _, err = run(["export", lm_dir[0], tmp_path / "out", "--no-check"], capsys)
     assert code == 0  # the user may skip the check, and gets what they asked for
+
+
+def test_a_convolutional_classifier_is_refused_not_misread():
+    import dataclasses
+
+    from rnnkit.export import export_files
+    from rnnkit.export._meta import CannotExpress
+    from rnnkit.models.conv_classifier import ConvClassifier, ConvClassifierConfig
+
+    required = {f.name: 3 for f in dataclasses.fields(ConvClassifierConfig)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    model = ConvClassifier(ConvClassifierConfig(**required))
+    assert model.kind == "classifier"  # what it calls itself; the export knows better
+    with pytest.raises(CannotExpress, match="not ConvClassifier"):
+        export_files(model, "onnx")

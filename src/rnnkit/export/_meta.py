@@ -53,16 +53,18 @@ class CannotExpress(ValueError):
 
 
 def kind_of(model) -> str:
-    """'language_model', 'classifier', 'tagger', 'seq2seq' or 'generator'."""
+    """'language_model', 'classifier', 'tagger', 'seq2seq' or 'generator' (by class: another
+    model that calls itself a classifier, say a convolutional one, is not these graphs)."""
+    from ..models import ConditionalGenerator, Seq2Seq, SequenceClassifier, SequenceTagger
     from ..models.language_model import LanguageModel
 
-    if isinstance(model, LanguageModel):
-        return "language_model"
-    kind = getattr(model, "kind", None)
-    if kind in KINDS:
-        return kind
-    raise CannotExpress(f"rnnkit export handles language models, classifiers, taggers, "
-                        f"seq2seq models and generators, not {type(model).__name__}")
+    classes = {LanguageModel: "language_model", SequenceClassifier: "classifier",
+               SequenceTagger: "tagger", Seq2Seq: "seq2seq", ConditionalGenerator: "generator"}
+    for cls, kind in classes.items():
+        if type(model) is cls:
+            return kind
+    raise CannotExpress(f"rnnkit export handles language models, recurrent classifiers, "
+                        f"taggers, seq2seq models and generators, not {type(model).__name__}")
 
 
 def _default(field):

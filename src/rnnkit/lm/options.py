@@ -70,8 +70,11 @@ class TrainOptions:
 
         from .. import _checks
 
-        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+        if not isinstance(self.out, (str, os.PathLike)):
             raise TypeError(f"out must be a directory path, got {self.out!r}")
+        if not str(self.out):
+            raise ValueError("--out must name a directory (an empty path would write into the "
+                             "working directory)")
         if isinstance(self.corpus, (str, bytes, os.PathLike)) \
                 or not isinstance(self.corpus, (list, tuple)) \
                 or not all(isinstance(p, (str, os.PathLike)) for p in self.corpus):

@@ -21,7 +21,8 @@ from pathlib import Path
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
-OWN_FILES = (MODEL_FILE, CHECKPOINT_FILE, "metrics.jsonl", "loss.png")
+OWN_FILES = (MODEL_FILE, CHECKPOINT_FILE, "metrics.jsonl", "loss.png")  # a language model's
+TASK_FILES = OWN_FILES[:3]  # a task trainer draws no loss.png
 LOCK_FILE = ".rnnkit.lock"
 
 
@@ -35,9 +36,9 @@ def check_utf8(value, what: str) -> None:
                          "path") from None
 
 
-def check_out(out, *, resume: bool, force: bool) -> Path:
+def check_out(out, *, resume: bool, force: bool, own=OWN_FILES) -> Path:
     """The checks on ``--out`` a training run makes before it reads any data (ValueError or
-    PermissionError, one line)."""
+    PermissionError, one line); ``own``: the files this run writes there."""
     if out is None or not str(out):
         raise ValueError("--out must name a directory (an empty path would write into the "
                          "working directory)")
@@ -64,7 +65,7 @@ def check_out(out, *, resume: bool, force: bool) -> Path:
         if has_state:
             raise ValueError(f"--out {out}: already holds a training run ({CHECKPOINT_FILE}): "
                              "--resume continues it, --force starts over")
-        theirs = [n for n in OWN_FILES if (out / n).exists()]
+        theirs = [n for n in own if (out / n).exists()]
         if theirs:
             raise ValueError(f"--out {out}: holds {', '.join(theirs)}, which training would "
                              "overwrite; choose another --out or add --force to replace it")

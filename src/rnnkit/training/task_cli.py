@@ -63,6 +63,10 @@ class TaskTrainOptions:
                           choices=("last", "mean", "max"), tasks=("classify",))
     source_level: str = option("char", "source tokens", choices=LEVELS, tasks=("seq2seq",))
     target_level: str = option("char", "target tokens", choices=LEVELS, tasks=("seq2seq",))
+    attention: str = option("additive", "how the decoder reads the encoder's outputs at each "
+                            "step: additive (Bahdanau), general (Luong) or none (the plain "
+                            "encoder-decoder)", choices=("additive", "general", "none"),
+                            tasks=("seq2seq",))
 
     def validate(self) -> None:
         from ..cells import check_cell
@@ -90,6 +94,9 @@ class TaskTrainOptions:
             if getattr(self, name) not in LEVELS:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be 'char' or 'word', got {getattr(self, name)!r}")
+        if self.attention not in ("additive", "general", "none"):
+            raise ValueError("--attention must be additive, general or none, got "
+                             f"{str(self.attention)[:40]!r}")
         if self.pooling not in ("last", "mean", "max"):
             raise ValueError(f"--pooling must be last, mean or max, got {self.pooling!r}")
 
@@ -127,10 +134,10 @@ def _prepare(opts, task, resume, force, world) -> dict:
 
     from .. import cli_tasks as ct
     from ..data.vocab import Vocab
-    from .rundir import CHECKPOINT_FILE, check_out, check_utf8
+    from .rundir import CHECKPOINT_FILE, TASK_FILES, check_out, check_utf8
     from .state import check_resume, check_resume_data, load_training_state
 
-    out = check_out(opts.out, resume=resume, force=force)
+    out = check_out(opts.out, resume=resume, force=force, own=TASK_FILES)
     options = dataclasses.asdict(opts)
     check_utf8(options, "a file name in the options")
     ckpt = out / CHECKPOINT_FILE
@@ -217,7 +224,8 @@ def _build_model(task, opts, meta, extra):
                                            len(meta["labels"]), **common))
     return Seq2Seq(Seq2SeqConfig(len(Vocab.from_json(meta["src_vocab"])),
                                  len(Vocab.from_json(meta["tgt_vocab"])),
-                                 max_target_len=2 * extra["max_len"] + 10, **common))
+                                 max_target_len=2 * extra["max_len"] + 10,
+                                 attention=opts.attention, **common))
 
 
 def _batcher(task, X, Y):
@@ -299,7 +307,7 @@ def _train(opts, args, task, world) -> int:
             remove_stale_temporaries(out)
             if resumed is None:
                 # A run started over must never resume, nor show, the old one.
-                for name in (CHECKPOINT_FILE, "metrics.jsonl", "loss.png"):
+                for name in (CHECKPOINT_FILE, "metrics.jsonl"):
                     (out / name).unlink(missing_ok=True)
         if log:
             log(f"{task}: {len(xs)} training examples"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .training.options import add_options, from_args, option
 
@@ -41,6 +42,16 @@ class PredictOptions:
                                    tasks=("seq2seq",))
     max_len: int | None = option(None, "longest output (none: the model's own bound)",
                                  type=int, tasks=("seq2seq",))
+    alignments: str | None = option(None, "also write each input's attention weights to this "
+                                          "JSON file (a model with attention)",
+                                    metavar="OUT.json", tasks=("seq2seq",))
+    plot: str | None = option(None, "also draw the attention weights of the first "
+                                    "--plot-count inputs into this PNG file",
+                              metavar="OUT.png", tasks=("seq2seq",))
+    plot_count: int = option(4, "inputs drawn by --plot", type=int, metavar="N",
+                             tasks=("seq2seq",))
+    force: bool = option(False, "replace the --alignments / --plot files if they exist",
+                         type=bool, tasks=("seq2seq",))
 
     def validate(self) -> None:
         for name in ("batch", "beam"):
@@ -50,6 +61,18 @@ class PredictOptions:
             raise ValueError(f"--length-penalty must be a finite number, got {self.length_penalty}")
         if self.max_len is not None and self.max_len < 1:
             raise ValueError(f"--max-len must be a positive integer, got {self.max_len}")
+        if self.plot_count < 1:
+            raise ValueError(f"--plot-count must be a positive integer, got {self.plot_count}")
+        for flag, name in (("--alignments", self.alignments), ("--plot", self.plot)):
+            if name is None:
+                continue
+            p = Path(name)
+            if p.is_dir():
+                raise ValueError(f"{flag} {name}: is a directory")
+            if p.exists() and not self.force:
+                raise ValueError(f"{flag} {name}: the file exists; add --force to replace it")
+            if not p.parent.is_dir():
+                raise ValueError(f"{flag} {name}: no such directory {str(p.parent)!r}")
 
 
 # ---- options: rnnkit.training.task_cli (train) -------------------------------------------
@@ -63,10 +86,28 @@ def register(sub) -> None:
         p = sub.add_parser(task, help=helps[task], description=helps[task])
         actions = p.add_subparsers(dest="action", metavar="ACTION")
         add_train_parser(actions, task)
+        if task != "seq2seq":
+            _refuse_attention(actions.choices["train"], task)
         q = actions.add_parser("predict", help="predict one line of input at a time")
         add_options(q, PredictOptions, task=task)
         q.set_defaults(func=lambda a, task=task: cmd_predict(a, task))
         p.set_defaults(func=lambda a, task=task: _no_action(task))
+
+
+def _refuse_attention(train_parser, task) -> None:
+    """``--attention`` for a task without a decoder: its own one-line error, rather than
+    argparse's "unrecognized arguments" (the option is not shown in the task's help)."""
+    import argparse
+
+    train_parser.add_argument("--attention", dest="attention_given", help=argparse.SUPPRESS)
+    run = train_parser.get_default("func")
+
+    def refuse(args):
+        if getattr(args, "attention_given", None) is not None:
+            raise ValueError(f"--attention: {task} has no decoder to attend with (only seq2seq "
+                             "models have one)")
+        return run(args)
+    train_parser.set_defaults(func=refuse)
 
 
 def _no_action(task) -> int:
@@ -91,7 +132,21 @@ def cmd_predict(args, task) -> int:
     model, meta = load_bundle(opts.model, spec)
     lines = read_inputs(opts.input)
     decode = {k: getattr(opts, k) for k in spec.decode_options}
-    text = predict_lines(model, spec, meta, lines, opts.batch, **decode)
+    if opts.alignments is None and opts.plot is None:
+        text = predict_lines(model, spec, meta, lines, opts.batch, **decode)
+    else:
+        from . import alignments
+
+        flag = "--alignments" if opts.alignments is not None else "--plot"
+        if not getattr(model, "has_attention", False):
+            raise ValueError(f"{flag}: this model has no attention (trained with --attention "
+                             "none), so there are no alignments")
+        text, recs = alignments.collect(model, spec, meta, lines, opts.batch, **decode)
+        if opts.alignments is not None:
+            alignments.write_json(opts.alignments, recs)
+        if opts.plot is not None:
+            alignments.plot(opts.plot, recs[: opts.plot_count],
+                            title=f"attention of {Path(opts.model).name}")
     out = sys.stdout
     for line, pred in zip(lines, text):
         out.write(f"{line}\t{pred}\n")

@@ -296,7 +296,8 @@ class Seq2SeqTask(Task):
 
         # Room for outputs twice the longest training target, and some.
         return Seq2SeqConfig(len(self.source_vocab(meta)), len(_vocab(meta["tgt_vocab"])),
-                             max_target_len=2 * extra["max_len"] + 10, **common_config(opts))
+                             max_target_len=2 * extra["max_len"] + 10, **common_config(opts),
+                             attention=getattr(opts, "attention", "none"))
 
     def data_extra(self, train) -> dict:
         return {"max_len": max(len(y) for _, _, y in train)}

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _checks
 from ..cells import CELLS  # noqa: F401  (old imports)
 from ..data.batching import pad_sequences
+from ..layers.basic import Dropout, Embedding, Linear
 from ..layers.recurrent import RecurrentLayer
 from .base import Model, check_stored_params, config_from_json, config_to_json, recurrent_shapes
 
@@ -23,6 +24,31 @@ def make_rnn(cfg, input_size, rng, *, bidirectional=False, return_sequences=True
                           bidirectional=bidirectional, dropout=cfg.dropout,
                           return_sequences=return_sequences, dtype=np.dtype(cfg.dtype), seed=rng,
                           forget_bias=1.0 if cfg.cell == "lstm" else 0.0)
+
+
+class StackModel(Model):
+    """Embedding -> (bidirectional) recurrent stack -> Dropout -> Linear to C outputs: the
+    shape of the classifier and the tagger.  params: ``embed.weight``, ``rnn.*``, ``out.*``."""
+
+    def _build(self, num_outputs, *, return_sequences=True):
+        c = self.config
+        rng = np.random.default_rng(c.seed)
+        dt = np.dtype(c.dtype)
+        self.embed = Embedding(c.vocab_size, c.embed_dim, dtype=dt, seed=rng)
+        self.rnn = make_rnn(c, c.embed_dim, rng, bidirectional=c.bidirectional,
+                            return_sequences=return_sequences)
+        self.drop = Dropout(c.dropout)
+        self.out = Linear(self.rnn.output_size, num_outputs, dtype=dt, seed=rng)
+        self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+
+    @staticmethod
+    def stack_shapes(c, num_outputs) -> dict:
+        """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
+        K = 2 if c.bidirectional else 1
+        return {"embed.weight": (c.vocab_size, c.embed_dim),
+                **recurrent_shapes("rnn", c.embed_dim, c.hidden_size, c.num_layers, c.cell,
+                                   c.bidirectional),
+                "out.weight": (num_outputs, K * c.hidden_size), "out.bias": (num_outputs,)}
 
 
 def check_ids(ids, name="ids") -> np.ndarray:
@@ -51,5 +77,5 @@ def pad_batch(seqs, pad_id=0):
     return pad_sequences(seqs, pad_id)
 
 
-__all__ = ["TaskModel", "check_stored_params", "recurrent_shapes", "config_from_json",
+__all__ = ["TaskModel", "StackModel", "check_stored_params", "recurrent_shapes", "config_from_json",
            "config_to_json", "make_rnn", "check_ids", "full_lengths", "length_mask", "pad_batch"]

@@ -93,6 +93,16 @@ def recurrent_shapes(prefix, input_size, hidden_size, num_layers, cell, bidirect
     return shapes
 
 
+def check_names(expected, given, what: str) -> None:
+    """The parameter names ``given`` must be those ``expected``: one line naming a few of the
+    missing and unexpected ones."""
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
+    if missing or extra:
+        raise ValueError(f"parameters do not match {what}: missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}")
+
+
 def check_stored_params(expected: dict, arrays: dict) -> None:
     """Refuse stored arrays that do not fit the shapes a config implies, or hold NaN/Inf.
 
@@ -100,11 +110,7 @@ def check_stored_params(expected: dict, arrays: dict) -> None:
     config, so a forged config asking for ``hidden_size`` 10**9 is refused here, before the
     model would allocate anything.  ValueError with a one-line message.
     """
-    missing = sorted(set(expected) - set(arrays))
-    extra = sorted(set(arrays) - set(expected))
-    if missing or extra:
-        raise ValueError(f"parameters do not match the model config: missing {missing[:3]}, "
-                         f"unexpected {extra[:3]}")
+    check_names(expected, arrays, "the model config")
     for name, shape in expected.items():
         a = arrays[name]
         if tuple(a.shape) != tuple(shape):
@@ -146,11 +152,7 @@ class Model:
         Every key must be present with the right shape; values are cast to the model dtype.
         """
         mine = self.params
-        missing = sorted(set(mine) - set(flat))
-        extra = sorted(set(flat) - set(mine))
-        if missing or extra:
-            raise ValueError(f"parameters do not match the model: missing {missing[:3]}, "
-                             f"unexpected {extra[:3]}")
+        check_names(mine, flat, "the model")
         for name, cur in mine.items():
             v = np.asarray(flat[name])
             if v.shape != cur.shape:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks
-from ..layers.basic import Dropout, Embedding, Linear, softmax, softmax_cross_entropy
-from ._blocks import check_ids, full_lengths, length_mask, make_rnn
-from .base import Config, Model, recurrent_shapes
+from ..layers.basic import softmax, softmax_cross_entropy
+from ._blocks import StackModel, check_ids, full_lengths, length_mask
+from .base import Config
 
 POOLINGS = ("last", "mean", "max")
 
@@ -41,7 +41,7 @@ class ClassifierConfig(Config):
         _checks.check_choice(self.pooling, "pooling", POOLINGS)
 
 
-class SequenceClassifier(Model):
+class SequenceClassifier(StackModel):
     """Sequence -> one label.  params: ``embed.weight``, ``rnn.*`` (torch names), ``out.*``."""
 
     config_class = ClassifierConfig
@@ -50,24 +50,12 @@ class SequenceClassifier(Model):
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         self.config = config.validate()
-        c = config
-        rng = np.random.default_rng(c.seed)
-        dt = np.dtype(c.dtype)
-        self.embed = Embedding(c.vocab_size, c.embed_dim, dtype=dt, seed=rng)
-        self.rnn = make_rnn(c, c.embed_dim, rng, bidirectional=c.bidirectional,
-                            return_sequences=c.pooling != "last")
-        self.drop = Dropout(c.dropout)
-        self.out = Linear(self.rnn.num_directions * c.hidden_size, c.num_classes, dtype=dt, seed=rng)
-        self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+        self._build(config.num_classes, return_sequences=config.pooling != "last")
 
     @staticmethod
     def param_shapes(c: ClassifierConfig) -> dict:
         """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
-        K = 2 if c.bidirectional else 1
-        return {"embed.weight": (c.vocab_size, c.embed_dim),
-                **recurrent_shapes("rnn", c.embed_dim, c.hidden_size, c.num_layers, c.cell,
-                                   c.bidirectional),
-                "out.weight": (c.num_classes, K * c.hidden_size), "out.bias": (c.num_classes,)}
+        return StackModel.stack_shapes(c, c.num_classes)
 
     def forward(self, ids, lengths=None, *, training=False, rng=None):
         """ids (N, T) ints, lengths (N,) or None -> ``(logits (N, C), cache)``."""

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layers.basic import Dropout, Embedding, Linear, softmax_cross_entropy
-from ._blocks import check_ids, full_lengths, length_mask, make_rnn
-from .base import Config, Model, recurrent_shapes
+from ..layers.basic import softmax_cross_entropy
+from ._blocks import StackModel, check_ids, full_lengths, length_mask
+from .base import Config
 
 
 @dataclass
@@ -33,7 +33,7 @@ class TaggerConfig(Config):
     positive = ("embed_dim", "hidden_size", "num_layers", "vocab_size", "num_tags")
 
 
-class SequenceTagger(Model):
+class SequenceTagger(StackModel):
     """Sequence -> one tag per step.  params: ``embed.weight``, ``rnn.*``, ``out.*``."""
 
     config_class = TaggerConfig
@@ -42,23 +42,12 @@ class SequenceTagger(Model):
     def __init__(self, config: TaggerConfig):
         super().__init__()
         self.config = config.validate()
-        c = config
-        rng = np.random.default_rng(c.seed)
-        dt = np.dtype(c.dtype)
-        self.embed = Embedding(c.vocab_size, c.embed_dim, dtype=dt, seed=rng)
-        self.rnn = make_rnn(c, c.embed_dim, rng, bidirectional=c.bidirectional)
-        self.drop = Dropout(c.dropout)
-        self.out = Linear(self.rnn.output_size, c.num_tags, dtype=dt, seed=rng)
-        self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
+        self._build(config.num_tags)
 
     @staticmethod
     def param_shapes(c: TaggerConfig) -> dict:
         """Name -> shape of every parameter, from the config alone (nothing is allocated)."""
-        K = 2 if c.bidirectional else 1
-        return {"embed.weight": (c.vocab_size, c.embed_dim),
-                **recurrent_shapes("rnn", c.embed_dim, c.hidden_size, c.num_layers, c.cell,
-                                   c.bidirectional),
-                "out.weight": (c.num_tags, K * c.hidden_size), "out.bias": (c.num_tags,)}
+        return StackModel.stack_shapes(c, c.num_tags)
 
     def forward(self, ids, lengths=None, *, training=False, rng=None):
         """ids (N, T), lengths (N,) -> ``(logits (N, T, C), cache)``."""

@@ -299,3 +299,17 @@ def test_a_convolutional_classifier_is_refused_not_misread():
     assert model.kind == "classifier"  # what it calls itself; the export knows better
     with pytest.raises(CannotExpress, match="not ConvClassifier"):
         export_files(model, "onnx")
+
+
+def test_a_model_over_protobufs_limit_is_refused(monkeypatch):
+    pytest.importorskip("onnx")
+    import rnnkit.export as ex
+    from rnnkit.export._meta import CannotExpress
+
+    model = LanguageModel(LMConfig(vocab_size=9, cell="gru", num_layers=1, hidden_size=4,
+                                   embed_dim=3), seed=0)
+    size = sum(p.size for p in model.params.values()) * 4
+    monkeypatch.setattr(ex, "ONNX_LIMIT", size)  # this model is "2 GiB" now
+    with pytest.raises(CannotExpress, match="2 GiB"):
+        ex.export_files(model, "onnx")
+    assert ex.export_files(model, "torch")  # safetensors has no such limit

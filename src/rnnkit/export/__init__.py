@@ -14,6 +14,7 @@ format needs no torch, running it (and ``to_torch``) does.
 from __future__ import annotations
 
 FORMATS = ("onnx", "torch")
+ONNX_LIMIT = 2**31 - 2**24  # bytes of weights: protobuf's 2 GiB less room for the graph
 
 
 class MissingDependency(ValueError):
@@ -46,7 +47,7 @@ def export_files(model, fmt: str, info: dict | None = None, dtype=None) -> dict:
     ``info``: vocabularies, labels and levels for the metadata (see :func:`._meta.metadata`).
     ``dtype``: the ONNX graph's float type (default the model's).
     """
-    from ._meta import check_expressible, kind_of, metadata
+    from ._meta import CannotExpress, check_expressible, kind_of, metadata
 
     _check_format(fmt)
     kind = kind_of(model)
@@ -56,6 +57,11 @@ def export_files(model, fmt: str, info: dict | None = None, dtype=None) -> dict:
         _require("onnx")
         if dtype is not None and str(dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        itemsize = 4 if str(dtype) == "float32" else model.dtype.itemsize
+        size = sum(p.size for p in model.params.values()) * itemsize
+        if size >= ONNX_LIMIT:  # one protobuf message; this exporter writes no external data
+            raise CannotExpress(f"the onnx format cannot express a model of {size / 2**30:.1f} "
+                                "GiB in one file (protobuf's 2 GiB limit)")
         from .onnx_format import onnx_models
 
         return {name: proto.SerializeToString()

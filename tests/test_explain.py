@@ -285,3 +285,22 @@ def test_bad_input_one_line_exit_2(lm, tmp_path, capsys, case, needle):
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("head", [{"tie_embeddings": True, "embed_dim": 10},
+                                  {"softmax": "adaptive", "cutoffs": [10, 20], "div_value": 2.0}])
+def test_tied_and_adaptive_output_layers(tmp_path, capsys, head):
+    tok = get_tokenizer("word")
+    vocab = Vocab.build(tok.tokenize(TEXT))
+    cfg = dict(cell="lstm", num_layers=1, hidden_size=10, embed_dim=6)
+    cfg.update(head)
+    save_model(tmp_path / "m", LanguageModel(LMConfig(len(vocab), **cfg), seed=0), vocab, "word")
+    text = "the cat sat on the mat"
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "m"), text, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)[0]
+    rep = explain(load_model(tmp_path / "m"), [text])
+    assert rep["lines"][0]["logprob"] == s["logprob"]
+    probs = [p for _, p in rep["lines"][0]["tokens"][0]["top"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert "<svg" in render_html(rep)

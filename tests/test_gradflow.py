@@ -268,3 +268,32 @@ def test_gradflow_bad_input_is_one_line_exit_2(lm_dir, capsys, argv, needle):
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and err.count("\n") == 1
     assert not (lm_dir / "bad.json").exists()
+
+
+@pytest.mark.parametrize("head", [{"tie_embeddings": True, "embed_dim": 6},
+                                  {"softmax": "adaptive", "cutoffs": [5, 8], "div_value": 2.0}])
+def test_lm_state_grads_through_tied_and_adaptive_heads(head):
+    """The loss at step T goes through the model's own output head."""
+    cfg = dict(cell="gru", num_layers=1, hidden_size=6, embed_dim=4, dtype="float64")
+    cfg.update(head)
+    model = LanguageModel(LMConfig(11, **cfg), seed=5)
+    parts = lm_parts(model)
+    rng = np.random.default_rng(1)
+    inputs = rng.integers(0, 11, (3, 5))
+    targets = rng.integers(0, 11, 3)
+    grads = lm_state_grads(parts, inputs, targets)
+    # Distance 0 by centred differences on h_T through the head; the rest follows the cells.
+    h_T = parts.rnn.forward(parts.embedding[inputs])[-1]["out"][-1]
+    num = np.zeros_like(h_T)
+    for n in range(3):
+        for k in range(6):
+            hp, hm = h_T.copy(), h_T.copy()
+            hp[n, k] += 1e-6
+            hm[n, k] -= 1e-6
+            num[n, k] = (model.head.forward(hp, targets)[0].sum()
+                         - model.head.forward(hm, targets)[0].sum()) / 2e-6
+    assert rel_error(grads[:, -1], num) < 1e-6
+    # And the head's loss is the model's: -log p(target) as log_probs gives it.
+    lp, _ = model.log_probs(inputs)
+    np.testing.assert_allclose(model.head.forward(h_T, targets)[0],
+                               -lp[np.arange(3), -1, targets], rtol=1e-9)

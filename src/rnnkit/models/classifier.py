@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _checks
 from ..layers.basic import softmax, softmax_cross_entropy
-from ._blocks import StackModel, check_ids, full_lengths, length_mask
+from ._blocks import StackModel, length_mask
 from .base import Config
 
 POOLINGS = ("last", "mean", "max")
@@ -59,30 +59,25 @@ class SequenceClassifier(StackModel):
 
     def forward(self, ids, lengths=None, *, training=False, rng=None):
         """ids (N, T) ints, lengths (N,) or None -> ``(logits (N, C), cache)``."""
-        ids = check_ids(ids)
-        lengths = full_lengths(ids, lengths)
-        x, ecache = self.embed.forward(ids)
-        rnn_out, _, rcache = self.rnn.forward(x, lengths, training=training, rng=rng)
+        rnn_out, lengths, rcache = self._read(ids, lengths, training, rng)
         pcache = None
         if self.config.pooling == "last":
             pooled = rnn_out
         elif self.config.pooling == "mean":
             pooled = rnn_out.sum(axis=1) / lengths[:, None].astype(self.dtype)
         else:
-            m = length_mask(lengths, ids.shape[1], bool)[..., None]
+            m = length_mask(lengths, rnn_out.shape[1], bool)[..., None]
             masked = np.where(m, rnn_out, -np.inf)
             arg = masked.argmax(axis=1)  # (N, F)
             pooled = np.take_along_axis(rnn_out, arg[:, None, :], axis=1)[:, 0]
             pcache = arg
-        dropped, dcache = self.drop.forward(pooled, training=training, rng=rng)
-        logits, ocache = self.out.forward(dropped)
-        return logits, (ecache, rcache, pcache, dcache, ocache, lengths, rnn_out.shape)
+        logits, ocache = self._output(pooled, training, rng)
+        return logits, (rcache, pcache, ocache, lengths, rnn_out.shape)
 
     def backward(self, dlogits, cache) -> dict:
         """Gradients of every parameter given dL/dlogits (N, C); keys like ``params``."""
-        ecache, rcache, pcache, dcache, ocache, lengths, rshape = cache
-        ddrop, gout = self.out.backward(dlogits, ocache)
-        dpooled, _ = self.drop.backward(ddrop, dcache)
+        rcache, pcache, ocache, lengths, rshape = cache
+        dpooled, gout = self._output_backward(dlogits, ocache)
         if self.config.pooling == "last":
             drnn = dpooled
         elif self.config.pooling == "mean":
@@ -92,10 +87,7 @@ class SequenceClassifier(StackModel):
         else:
             drnn = np.zeros(rshape, dtype=self.dtype)
             np.put_along_axis(drnn, pcache[:, None, :], dpooled[:, None, :], axis=1)
-        dx, _, grnn = self.rnn.backward(drnn, rcache)
-        _, gemb = self.embed.backward(dx, ecache)
-        return {**self.prefixed("embed", gemb), **self.prefixed("rnn", grnn),
-                **self.prefixed("out", gout)}
+        return self._read_backward(drnn, rcache, gout)
 
     def loss(self, ids, lengths, labels, *, training=False, rng=None):
         """Mean cross-entropy over the batch -> ``(loss, grads)``."""

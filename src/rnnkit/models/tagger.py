@@ -51,22 +51,14 @@ class SequenceTagger(StackModel):
 
     def forward(self, ids, lengths=None, *, training=False, rng=None):
         """ids (N, T), lengths (N,) -> ``(logits (N, T, C), cache)``."""
-        ids = check_ids(ids)
-        lengths = full_lengths(ids, lengths)
-        x, ecache = self.embed.forward(ids)
-        h, _, rcache = self.rnn.forward(x, lengths, training=training, rng=rng)
-        hd, dcache = self.drop.forward(h, training=training, rng=rng)
-        logits, ocache = self.out.forward(hd)
-        return logits, (ecache, rcache, dcache, ocache)
+        h, _, rcache = self._read(ids, lengths, training, rng)
+        logits, ocache = self._output(h, training, rng)
+        return logits, (rcache, ocache)
 
     def backward(self, dlogits, cache) -> dict:
-        ecache, rcache, dcache, ocache = cache
-        dhd, gout = self.out.backward(dlogits, ocache)
-        dh, _ = self.drop.backward(dhd, dcache)
-        dx, _, grnn = self.rnn.backward(dh, rcache)
-        _, gemb = self.embed.backward(dx, ecache)
-        return {**self.prefixed("embed", gemb), **self.prefixed("rnn", grnn),
-                **self.prefixed("out", gout)}
+        rcache, ocache = cache
+        dh, gout = self._output_backward(dlogits, ocache)
+        return self._read_backward(dh, rcache, gout)
 
     def loss(self, ids, lengths, tags, *, training=False, rng=None):
         """Mean cross-entropy over the valid steps -> ``(loss, grads)``; tags (N, T) ints."""

@@ -73,8 +73,7 @@ def _warn(message: str) -> None:
 def read_input_text(path) -> str:
     """The text of FILE, or of standard input for None or ``-`` (UTF-8, a BOM dropped)."""
     if path is None or path == "-":
-        from .._io import read_stdin_bytes, text_checker  # bounded; no device, no closed stdin
-        data = read_stdin_bytes(check=text_checker("standard input"))
+        data = _stdin_bytes()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -84,6 +83,22 @@ def read_input_text(path) -> str:
     if p.exists() and p.is_file() and p.stat().st_size == 0:
         return ""
     return read_text(p)
+
+
+def _stdin_bytes() -> bytes:
+    """Standard input's bytes: through the bounded reader (no device, no closed stdin), or
+    from a Python stream standing in for it (a program embedding rnnkit, a test), which
+    has no file descriptor to check."""
+    from .._io import read_stdin_bytes, text_checker
+
+    stream = sys.stdin
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        if stream is not None and not getattr(stream, "closed", True):
+            data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+            return data.encode("utf-8") if isinstance(data, str) else data
+    return read_stdin_bytes(check=text_checker("standard input"))
 
 
 def read_inputs(path) -> list:

@@ -1,4 +1,4 @@
-"""Issue #6, in process: untrusted model files, numerical faults, bad input through the API,
+"""Reliability, in process: untrusted model files, numerical faults, bad input through the API,
 fuzzing of every reader of outside bytes, and flat memory over 10,000 training steps.
 
 The subprocess side (SIGKILL / Ctrl-C / the real ``rnnkit`` command) is in

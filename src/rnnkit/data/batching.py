@@ -3,7 +3,9 @@
 Language models (char-rnn, Zaremba et al. 2014) read the corpus as N parallel contiguous
 streams: row n of every chunk continues row n of the chunk before, so the hidden state
 carried from one chunk to the next is the state of the same text.  Sequence tasks pad their
-sequences to the longest in the minibatch and pass the true ``lengths`` on.
+sequences to the longest in the minibatch (:func:`pad_sequences`, which every task batch goes
+through) and pass the true ``lengths`` on; the order of the minibatches is the training
+loop's (:mod:`rnnkit.training.sources`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,27 @@
 # The two commands of the README:
-#   make demo   set up, train a small language model on the built-in corpus, score, sample
-#   make test   set up and run the test suite
+#   make demo   set up rnnkit alone, train a small language model on the built-in corpus,
+#               score, sample
+#   make test   set up rnnkit with its test extra (PyTorch, ONNX, MPI, ...) and run the tests
+# Each installs what it needs: the demo never pulls the test extra; its stamp file says the
+# plain install is done, the test stamp that the extra is.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench setup clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[test]"
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(TEST_STAMP) $(STAMP)
 
 setup: $(STAMP)
 
@@ -22,10 +32,10 @@ demo: $(STAMP)
 	$(BIN)/rnnkit sample $(DEMO) --num 3 --seed 1 --temperature 0.7 --prime "Return the "
 	$(BIN)/rnnkit sample $(DEMO) --beam 4 --prime "This module "
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/run.py
 
 clean:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.cli_tasks import load_bundle, read_tsv
-from rnnkit.models._blocks import pad_batch
+from rnnkit.data.batching import pad_sequences as pad_batch
+from rnnkit.tasks import load_bundle, read_tsv
 
 DATA = Path(__file__).parent / "data" / "seq2seq_noattn"
 MODELS = ("model_bilstm", "model_gru2")

@@ -96,6 +96,8 @@ def export(source, out, fmt: str = "onnx", *, force: bool = False, dtype=None,
     from ._write import check_target, write_files
 
     _check_format(fmt)
+    if fmt == "onnx":
+        _require("onnx")  # before loading anything
     check_target(out, force)
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         from ._load import load_source

@@ -75,6 +75,12 @@ def _default(field):
     return dataclasses.MISSING
 
 
+def attention_kind(model) -> str | None:
+    """'additive' or 'general' for a seq2seq model with attention, else None."""
+    kind = getattr(model.config, "attention", None)
+    return None if kind in (None, "none", False) else kind
+
+
 def recurrent_layers(model, kind: str) -> list:
     if kind == "seq2seq":
         return [model.encoder, model.decoder]

@@ -10,13 +10,15 @@ The exported interface is a contract (README, "Export"); batch-major, with these
 - ``tagger`` -> ``model.onnx``: ``ids``, ``lengths`` -> ``log_probs`` (N x T x C).
 - ``seq2seq`` -> ``encoder.onnx``: ``ids``, ``lengths`` (the source) -> ``h0`` (``c0``), the
   decoder's initial state; ``decoder.onnx``: the language-model interface over the target
-  vocabulary (a step is T = 1; the first input is ``<eos>``, the start symbol).
+  vocabulary (a step is T = 1; the first input is ``<eos>``, the start symbol).  With
+  attention the encoder also outputs ``memory`` and the decoder is one step
+  (:mod:`.onnx_attention`).
 - ``generator`` -> ``condition.onnx``: ``cond`` (int64 class ids N, or float N x Dc) -> ``h0``
   (``c0``); ``decoder.onnx`` as for seq2seq.
 
 Steps at or past a row's length hold values of no meaning (the log-softmax of the output
 bias); the states are those at each row's last valid step.  Float type: the model's (float32
-or float64).  Shapes: N batch, T time, V vocabulary, C labels, L layers, H hidden, K directions.
+or float64) unless ``dtype`` says otherwise.  Shapes: N batch, T time, V vocabulary, C labels, L layers, H hidden, K directions.
 """
 
 from __future__ import annotations

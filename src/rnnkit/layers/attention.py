@@ -74,11 +74,12 @@ class Accumulator:
     elementwise (N, S, A) term, is added in place.
     """
 
-    __slots__ = ("dkeys", "dv", "alpha", "dcontext", "de", "q", "dqp")
+    __slots__ = ("dkeys", "dv", "work", "alpha", "dcontext", "de", "q", "dqp")
 
     def __init__(self, prep: Prepared, kind: str):
         additive = kind == "additive"
         self.dkeys = np.zeros_like(prep.keys) if additive else None
+        self.work = np.empty_like(prep.keys) if additive else None  # a step's (N, S, A) term
         self.dv = np.zeros(prep.keys.shape[2], dtype=prep.keys.dtype) if additive else None
         self.alpha, self.dcontext, self.de, self.q, self.dqp = [], [], [], [], []
 
@@ -156,20 +157,40 @@ class Attention:
         return dmemory, {k: grads[k] for k in self.params}
 
     # ---- one query step ------------------------------------------------------------------
-    def step(self, q, prep: Prepared):
-        """q (N, Hq) -> ``(context (N, Hs), alpha (N, S), cache)``."""
+    def workspace(self, prep: Prepared, M: int):
+        """Buffers for M steps over ``prep`` (a decoder's time loop allocates them once):
+        ``(t (M, N, S, A) or None, alpha (M, N, S), context (M, N, Hs))``."""
+        N, S, _ = prep.memory.shape
+        dt = prep.memory.dtype
+        t = np.empty((M, N, S, self.attn_size), dtype=dt) if self.kind == "additive" else None
+        return t, np.empty((M, N, S), dtype=dt), np.empty((M, N, self.memory_size), dtype=dt)
+
+    def step(self, q, prep: Prepared, out=None):
+        """q (N, Hq) -> ``(context (N, Hs), alpha (N, S), cache)``.
+
+        ``out``: ``(t, alpha, context)`` buffers of this step (slices of :meth:`workspace`),
+        written in place; without it the step allocates its own.
+        """
+        N, S, _ = prep.keys.shape
+        if out is None:
+            out = (np.empty((N, S, self.attn_size), dtype=prep.keys.dtype)
+                   if self.kind == "additive" else None,
+                   np.empty((N, S), dtype=prep.keys.dtype),
+                   np.empty((N, self.memory_size), dtype=prep.keys.dtype))
+        t, alpha, context = out
         if self.kind == "additive":
             qp = q @ self.params["query_weight"].T  # (N, A)
-            t = np.tanh(prep.keys + qp[:, None, :])  # (N, S, A)
-            e = t @ self.params["v"]  # (N, S): all positions in one product
+            np.add(prep.keys, qp[:, None, :], out=t)
+            np.tanh(t, out=t)  # (N, S, A)
+            np.matmul(t, self.params["v"], out=alpha)  # (N, S): all positions in one product
         else:
-            t = None
-            e = np.matmul(prep.keys, q[:, :, None])[:, :, 0]
+            np.matmul(prep.keys, q[:, :, None], out=alpha[:, :, None])
+        e = alpha  # the scores, turned into the weights in place
         e += prep.neg
         e -= e.max(axis=1, keepdims=True)
-        alpha = np.exp(e)
-        alpha /= alpha.sum(axis=1, keepdims=True)
-        context = np.matmul(alpha[:, None, :], prep.memory)[:, 0]
+        np.exp(e, out=e)
+        e /= e.sum(axis=1, keepdims=True)
+        np.matmul(alpha[:, None, :], prep.memory, out=context[:, None, :])
         return context, alpha, (q, t, alpha, prep)
 
     def step_backward(self, dcontext, cache, acc: Accumulator):
@@ -184,7 +205,8 @@ class Attention:
         if self.kind == "additive":
             N, S, A = t.shape
             acc.dv += de.reshape(N * S) @ t.reshape(N * S, A)
-            dpre = t * t
+            dpre = acc.work
+            np.multiply(t, t, out=dpre)
             np.subtract(1.0, dpre, out=dpre)
             dpre *= self.params["v"]
             dpre *= de[:, :, None]  # (N, S, A): d score / d (keys + qp)

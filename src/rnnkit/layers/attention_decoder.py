@@ -95,7 +95,6 @@ class AttentionDecoder:
         bridged initial state -> ``((h~ (N, M, H), alpha (N, M, S)), cache)``."""
         N, M, E = y.shape
         H, L, dt = self.H, self.L, self.rnn.dtype
-        S = prep.memory.shape[1]
         hs, cs, ht = self.start(state, N)
         w_ih0, b_ih0, _, _ = self._w(0)
         # Hoisted: the embedding half of layer 0's input product for every step at once.
@@ -114,10 +113,9 @@ class AttentionDecoder:
         h_prev = np.empty((L, M, N, H), dtype=dt)  # state entering each step, per layer
         inputs = [None] + [np.empty((M, N, H), dtype=dt) for _ in range(L - 1)]
         ht_prev = np.empty((M, N, H), dtype=dt)
-        ctx_all = np.empty((M, N, prep.memory.shape[2]), dtype=dt)
+        t_all, alpha_all, ctx_all = self.attention.workspace(prep, M)
         q_all = np.empty((M, N, H), dtype=dt)
         ht_all = np.empty((M, N, H), dtype=dt)
-        alpha_all = np.empty((N, M, S), dtype=dt)
         step_caches = [[None] * M for _ in range(L)]
         att_caches = [None] * M
         wc = self.combine.params["weight"]
@@ -142,15 +140,16 @@ class AttentionDecoder:
                 if cs is not None:
                     cs[layer] = c
             q = hs[-1]
-            ctx, alpha_all[:, t], att_caches[t] = self.attention.step(q, prep)
+            ctx, _, att_caches[t] = self.attention.step(
+                q, prep, (None if t_all is None else t_all[t], alpha_all[t], ctx_all[t]))
             z = ctx @ wc[:, :Hs].T + q @ wc[:, Hs:].T
             if bc is not None:
                 z += bc
             ht = np.tanh(z)
-            ctx_all[t], q_all[t], ht_all[t] = ctx, q, ht
+            q_all[t], ht_all[t] = q, ht
         cache = (y, prep, h_prev, inputs, ht_prev, ctx_all, q_all, ht_all, step_caches,
                  att_caches, drop)
-        return (ht_all.transpose(1, 0, 2), alpha_all), cache
+        return (ht_all.transpose(1, 0, 2), alpha_all.transpose(1, 0, 2)), cache
 
     def backward(self, dht_out, cache):
         """dL/dh~ (N, M, H) -> ``(dy (N, M, E), acc, dstate0, grads_rnn, grads_combine)``.

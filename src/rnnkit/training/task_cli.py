@@ -128,12 +128,13 @@ def _digest(examples) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _prepare(opts, task, resume, force, world) -> dict:
-    """Rank 0: options, directory and data checked; what every rank needs to train."""
-    import numpy as np
+def _prepare(opts, spec, resume, force, world) -> dict:
+    """Rank 0: options, directory and data checked; what every rank needs to train.
 
-    from .. import cli_tasks as ct
-    from ..data.vocab import Vocab
+    Everything that depends on the kind of task comes from its spec
+    (:mod:`rnnkit.tasks.spec`): levels, the description (vocabularies, labels), targets.
+    """
+    from ..tasks import read_tsv
     from .rundir import CHECKPOINT_FILE, TASK_FILES, check_out, check_utf8
     from .state import check_resume, check_resume_data, load_training_state
 
@@ -144,52 +145,20 @@ def _prepare(opts, task, resume, force, world) -> dict:
     resumed = None
     if resume:
         resumed = load_training_state(ckpt)
-        check_resume(ckpt, resumed[1], task=task, options=options, resumable=RESUMABLE_CHANGES,
-                     world_size=world.size, steps=opts.steps)
-    levels = (opts.level, "word") if task == "classify" else \
-        (opts.source_level, opts.target_level) if task == "seq2seq" else ("word", "word")
-    train = ct.read_tsv(opts.data, task, levels)
-    val = ct.read_tsv(opts.val, task, levels) if opts.val else None
+        check_resume(ckpt, resumed[1], task=spec.name, options=options,
+                     resumable=RESUMABLE_CHANGES, world_size=world.size, steps=opts.steps)
+    levels = spec.levels(opts)
+    train = read_tsv(opts.data, spec, levels)
+    val = read_tsv(opts.val, spec, levels) if opts.val else None
     digests = {"data_sha256": _digest(train), "val_sha256": _digest(val)}
     if resumed is not None:
         check_resume_data(resumed[1], digests)
-    src_vocab = Vocab.build(t for _, s, _ in train for t in s)
-    if task == "seq2seq":
-        tgt_vocab = Vocab.build(t for _, _, y in train for t in y)
-        meta = {"src_vocab": src_vocab.to_json(), "tgt_vocab": tgt_vocab.to_json(),
-                "source_level": levels[0], "target_level": levels[1]}
-        encode_out = lambda ex, where: tgt_vocab.encode(ex[2])  # noqa: E731
-        extra = {"max_len": max(len(y) for _, _, y in train)}
-    else:
-        if task == "classify":
-            labels = sorted({y for _, _, y in train})
-            if len(labels) < 2:
-                raise ValueError(f"{opts.data}: every example has the label {labels[0]!r}; a "
-                                 "classifier needs at least two labels")
-        else:
-            labels = sorted({y for _, _, ys in train for y in ys})
-        lid = {y: i for i, y in enumerate(labels)}
-        meta = {"vocab": src_vocab.to_json(), "labels": labels}
-        if task == "classify":
-            meta["level"] = levels[0]
-            encode_out = lambda ex, where: np.array([ct._lookup(lid, ex[2], where, "label")])  # noqa: E731
-        else:
-            encode_out = lambda ex, where: np.array(  # noqa: E731
-                [ct._lookup(lid, y, where, "tag") for y in ex[2]], dtype=np.int64)
-        extra = {}
-
-    def encode(examples, path):
-        xs = [src_vocab.encode(s) for _, s, _ in examples]
-        ys = [np.asarray(encode_out(ex, f"{path}: line {ex[0]}"), dtype=np.int64)
-              for ex in examples]
-        return xs, ys
-
-    xs, ys = encode(train, opts.data)
-    vxs, vys = encode(val, opts.val) if val else ([], [])
-    return {"meta": meta, "extra": extra, "digests": digests, "resumed": resumed,
-            "data": {"xs": xs, "ys": ys, "vxs": vxs, "vys": vys},
-            "has_val": val is not None, "n_train": len(train),
-            "n_val": len(val) if val else 0, "options": options}
+    meta = spec.describe(train, levels, opts.data)
+    xs, ys = spec.encode(meta, train, opts.data)
+    vxs, vys = spec.encode(meta, val, opts.val) if val else ([], [])
+    return {"meta": meta, "extra": spec.data_extra(train), "digests": digests,
+            "resumed": resumed, "data": {"xs": xs, "ys": ys, "vxs": vxs, "vys": vys},
+            "has_val": val is not None, "options": options}
 
 
 def _bcast_sequences(world, seqs):
@@ -205,53 +174,6 @@ def _bcast_sequences(world, seqs):
     flat = world.bcast_array(flat)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _build_model(task, opts, meta, extra):
-    from ..data.vocab import Vocab
-    from ..models import (ClassifierConfig, Seq2Seq, Seq2SeqConfig, SequenceClassifier,
-                          SequenceTagger, TaggerConfig)
-
-    common = dict(embed_dim=opts.embed, hidden_size=opts.hidden, num_layers=opts.layers,
-                  cell=opts.cell, bidirectional=opts.bidirectional, dropout=opts.dropout,
-                  dtype="float32", seed=opts.seed)
-    if task == "classify":
-        return SequenceClassifier(ClassifierConfig(len(Vocab.from_json(meta["vocab"])),
-                                                   len(meta["labels"]), pooling=opts.pooling,
-                                                   **common))
-    if task == "tag":
-        return SequenceTagger(TaggerConfig(len(Vocab.from_json(meta["vocab"])),
-                                           len(meta["labels"]), **common))
-    return Seq2Seq(Seq2SeqConfig(len(Vocab.from_json(meta["src_vocab"])),
-                                 len(Vocab.from_json(meta["tgt_vocab"])),
-                                 max_target_len=2 * extra["max_len"] + 10,
-                                 attention=opts.attention, **common))
-
-
-def _batcher(task, X, Y):
-    import numpy as np
-
-    from ..models._blocks import pad_batch
-
-    def make(idx):
-        ids, lengths = pad_batch([X[i] for i in idx])
-        if task == "classify":
-            return {"ids": ids, "lengths": lengths,
-                    "labels": np.array([int(Y[i][0]) for i in idx])}
-        if task == "tag":
-            tags, _ = pad_batch([Y[i] for i in idx])
-            return {"ids": ids, "lengths": lengths, "tags": tags}
-        return {"src": ids, "src_lengths": lengths, "targets": [Y[i] for i in idx]}
-    return make
-
-
-def _count_fn(task, Y):
-    """The loss weight of a batch: what the model's mean loss is a mean over."""
-    if task == "classify":
-        return len
-    if task == "tag":
-        return lambda idx: sum(len(Y[i]) for i in idx)
-    return lambda idx: sum(len(Y[i]) + 1 for i in idx)  # each target and its <eos>
 
 
 def cmd_train(args, task) -> int:
@@ -270,7 +192,8 @@ def cmd_train(args, task) -> int:
 
 
 def _train(opts, args, task, world) -> int:
-    from .. import cli_tasks as ct
+    from ..tasks import evaluate as held_out_metrics
+    from ..tasks import get_task, save_bundle
     from . import dist
     from .fit import evaluate_loss, make_optimizer, make_scheduler
     from .loop import train
@@ -279,10 +202,11 @@ def _train(opts, args, task, world) -> int:
     from .sources import ExampleSource
 
     root = world.is_root
-    setup = dist.on_root(world, lambda: _prepare(opts, task, args.resume, args.force, world))
+    spec = get_task(task)
+    setup = dist.on_root(world, lambda: _prepare(opts, spec, args.resume, args.force, world))
     if world.size > 1:
         setup = setup or {}
-        for key in ("meta", "extra", "digests", "has_val", "n_train", "n_val", "options"):
+        for key in ("meta", "extra", "digests", "has_val", "options"):
             setup[key] = world.bcast_json(setup.get(key))
         data = setup.get("data") or {}
         setup["data"] = {k: _bcast_sequences(world, data.get(k)) for k in ("xs", "ys", "vxs", "vys")}
@@ -290,16 +214,16 @@ def _train(opts, args, task, world) -> int:
         setup["resumed"] = dist.bcast_state(world, *setup["resumed"]) if has_resume else None
     meta, d, resumed = setup["meta"], setup["data"], setup["resumed"]
     xs, ys, vxs, vys = d["xs"], d["ys"], d["vxs"], d["vys"]
-    model = _build_model(task, opts, meta, setup["extra"])
+    model = spec.build_model(meta, opts, setup["extra"])
     out = Path(opts.out)
     ckpt = out / CHECKPOINT_FILE
     log = None if (opts.quiet or not root) else (
         lambda msg: print(msg, file=sys.stderr, flush=True))
-    source = ExampleSource(_batcher(task, xs, ys), len(xs), opts.batch, opts.seed,
-                           length_fn=lambda i: len(xs[i]), count_fn=_count_fn(task, ys),
+    source = ExampleSource(lambda idx: spec.batch(xs, ys, idx), len(xs), opts.batch, opts.seed,
+                           length_fn=lambda i: len(xs[i]), count_fn=lambda idx: spec.count(ys, idx),
                            world=world)
     opt = make_optimizer(opts.optimizer, opts.lr)
-    make_val = _batcher(task, vxs, vys)
+    make_val = lambda idx: spec.batch(vxs, vys, idx)  # noqa: E731
     evaluate = (lambda m: evaluate_loss(m, make_val, len(vxs))) if setup["has_val"] else None
     run_meta = {"task": task, "options": setup["options"], **setup["digests"]}
     with (RunLock(out) if root else _nothing()):
@@ -338,16 +262,15 @@ def _train(opts, args, task, world) -> int:
             # The best weights so far (or the current ones), so the directory is usable as it
             # is; --resume goes on from the training state, not from this file.
             meta["info"] = {**info, "interrupted": True}
-            ct.save_bundle(out, task, model, meta)
+            save_bundle(out, task, model, meta)
             _write_metrics(out, result.history)
             print(f"interrupted; resume with --resume: step {result.steps} of {opts.steps}, "
                   f"training state in {ckpt}")
             return result.exit_code
         if setup["has_val"]:
-            vy = [int(y[0]) for y in vys] if task == "classify" else vys
-            info.update(ct.evaluate(model, task, vxs, vy))
+            info.update(held_out_metrics(model, spec, vxs, vys))
         meta["info"] = info
-        path = ct.save_bundle(out, task, model, meta)
+        path = save_bundle(out, task, model, meta)
         _write_metrics(out, result.history)
     summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in info.items()

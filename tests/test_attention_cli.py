@@ -116,3 +116,13 @@ def test_mistakes_are_one_line_exit_2(models, data, tmp_path, capsys, argv, need
     assert needle in err
     assert "Traceback" not in err
     assert list((tmp_path / "o").iterdir()) == []  # nothing written
+
+
+def test_plot_of_blank_inputs_is_refused_and_writes_nothing(models, tmp_path, capsys):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n", encoding="utf-8")
+    js, png = tmp_path / "a.json", tmp_path / "a.png"
+    code, out, err = run(["seq2seq", "predict", str(models / "default"), str(blank),
+                          "--alignments", str(js), "--plot", str(png)], capsys)
+    assert code == 2 and "nothing to plot" in err and len(err.strip().splitlines()) == 1
+    assert not js.exists() and not png.exists()

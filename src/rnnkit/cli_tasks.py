@@ -142,11 +142,11 @@ def cmd_predict(args, task) -> int:
             raise ValueError(f"{flag}: this model has no attention (trained with --attention "
                              "none), so there are no alignments")
         text, recs = alignments.collect(model, spec, meta, lines, opts.batch, **decode)
-        if opts.alignments is not None:
-            alignments.write_json(opts.alignments, recs)
-        if opts.plot is not None:
+        if opts.plot is not None:  # first: it is the one that can refuse (no input at all)
             alignments.plot(opts.plot, recs[: opts.plot_count],
                             title=f"attention of {Path(opts.model).name}")
+        if opts.alignments is not None:
+            alignments.write_json(opts.alignments, recs)
     out = sys.stdout
     for line, pred in zip(lines, text):
         out.write(f"{line}\t{pred}\n")

@@ -33,9 +33,9 @@ def _exp(x: float) -> float:
 
 
 def _encode_lines(vocab: Vocab, tokenizer, text: str):
-    tokens = tokenizer.tokenize(text)
-    ids, unknown = vocab.encode(tokens, return_unknown=True)
-    return tokens, np.asarray(ids, dtype=np.int64), int(unknown)
+    # The bulk path (rnnkit.data.tokenize): no list of tokens for a whole file.
+    ids, unknown = tokenizer.encode(text, vocab, return_unknown=True)
+    return None, ids, int(unknown)
 
 
 # Sentences are scored in arrays of a canonical shape — ``batch_size`` rows (unused rows

@@ -214,7 +214,7 @@ class FusedWork:
     xidx: np.ndarray  # (T, N) int64 row of xsrc for (time position, n)
     act: np.ndarray | None  # (T, N, G) time order: activated gates (over xsrc when not a table)
     w_hh: np.ndarray  # (G, H)
-    w_hh_t: np.ndarray  # (H, G) view of w_hh.T
+    w_hh_t: np.ndarray  # (H, G) w_hh.T, C-contiguous for T > 1 (dropped after the loop)
     b: np.ndarray  # (G,) b_hh or zeros
     hh: np.ndarray  # (T+1, N, H) step order: state entering step t (2 slots when not store)
     ch: np.ndarray | None  # like hh, LSTM cell state
@@ -249,7 +249,7 @@ class FusedWork:
     w_n: np.ndarray | None = None  # (H, H) GRU reset-before: W_hh[2H:]
 
 
-_FORWARD_SCRATCH = ("gh", "xbuf", "grz", "ghn", "rz", "rh")
+_FORWARD_SCRATCH = ("gh", "xbuf", "grz", "ghn", "rz", "rh", "w_hh_t", "w_rz_t", "w_n_t")
 
 
 @dataclass
@@ -332,7 +332,11 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
         T=T, N=N, H=H, dtype=dtype, store=bool(store), reverse=bool(reverse),
         lens=np.full(N, T, dtype=np.int64) if lengths is None else lengths.astype(np.int64),
         pos=_positions(T, N, lengths, reverse), xsrc=xsrc, xidx=xidx, act=act,
-        w_hh=w_hh, w_hh_t=w_hh.T, b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype),
+        # The step product h @ W_hh.T reads a C-contiguous copy of W_hh.T: OpenBLAS's
+        # transposed-operand path was 1.4-1.9x slower at these small sizes (N 16-32, H
+        # 256-1024; bench/RESULTS.md); the copy (G*H values) is made once per sequence.
+        w_hh=w_hh, w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 else w_hh.T,
+        b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype),
         hh=hh, ch=ch, out=out)
     cell.begin_forward(w)
     step = cell.forward_step

@@ -153,8 +153,8 @@ class FusedGRUResetBefore(FusedCell):
 
     def begin_forward(self, w):
         N, H, dt = w.N, w.H, w.dtype
-        w.w_rz_t = w.w_hh[: 2 * H].T
-        w.w_n_t = w.w_hh[2 * H:].T
+        w.w_rz_t = w.w_hh_t[:, : 2 * H]  # (H, 2H) and (H, H) column blocks of W_hh.T
+        w.w_n_t = w.w_hh_t[:, 2 * H:]
         w.grz = np.empty((N, 2 * H), dtype=dt)
         w.ghn = np.empty((N, H), dtype=dt)
         w.xbuf = np.empty((N, 3 * H), dtype=dt)

@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .._io import named_errors
+
 # Every file name an export can write: replacing an export removes the old one's files.
 EXPORT_FILES = ("model.onnx", "encoder.onnx", "decoder.onnx", "condition.onnx", "model.py",
                 "model.safetensors")
@@ -36,7 +38,7 @@ def write_files(out, files: dict, force: bool = False) -> list:
     try:
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the renamed export private
         for name, data in files.items():
-            with open(tmp / name, "wb") as f:
+            with named_errors(out / name), open(tmp / name, "wb") as f:  # ENOSPC names the file
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -130,19 +130,16 @@ def outputs() -> dict:
 
 
 def load_golden(name):
-    """A golden task model back from its file (tasks through rnnkit.tasks.load_bundle)."""
-    from rnnkit.checkpoint import load_checkpoint
+    """A golden task model back from its file (tasks through rnnkit.tasks.load_bundle, the
+    others through Model.load)."""
     from rnnkit.models import ConditionalGenerator, FeedForward
-    from rnnkit.models.base import config_from_json
     from rnnkit.tasks import load_bundle
 
     task = {"classifier": "classify", "tagger": "tag", "seq2seq": "seq2seq"}.get(name)
     if task:
         return load_bundle(HERE / name, task)[0]
     cls = {"generator": ConditionalGenerator, "feedforward": FeedForward}[name]
-    arrays, meta = load_checkpoint(HERE / name / "model.safetensors")
-    assert meta["kind"] == f"rnnkit.{cls.kind}"
-    return cls.from_arrays(config_from_json(cls.config_class, meta["config"]), arrays)
+    return cls.load(HERE / name / "model.safetensors")[0]
 
 
 if __name__ == "__main__":

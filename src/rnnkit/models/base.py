@@ -194,6 +194,24 @@ class Model:
         check_stored_params(cls.param_shapes(config), arrays)
 
     @classmethod
+    def load(cls, path, kind: str | None = None):
+        """``(model, meta)`` from a file :meth:`save` wrote with ``kind`` (default
+        ``"rnnkit.KIND"``); the config and arrays checked before anything is allocated.
+        ValueError (CheckpointError) with one line naming the file."""
+        from ..checkpoint import CheckpointError, load_checkpoint
+
+        arrays, meta = load_checkpoint(path)
+        kind = kind or f"rnnkit.{cls.kind}"
+        if meta.get("kind") != kind:
+            raise CheckpointError(f"{path}: holds a {str(meta.get('kind'))[:40]!r} model, "
+                                  f"not a {kind!r} one")
+        try:
+            return cls.from_arrays(config_from_json(cls.config_class, meta.get("config")),
+                                   arrays), meta
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: {e}") from None
+
+    @classmethod
     def from_arrays(cls, config, arrays: dict):
         """The model ``config`` describes, holding the stored ``arrays`` (checked first)."""
         cls.check_stored(config, arrays)

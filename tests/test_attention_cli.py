@@ -120,7 +120,7 @@ def test_mistakes_are_one_line_exit_2(models, data, tmp_path, capsys, argv, need
 
 def test_plot_of_blank_inputs_is_refused_and_writes_nothing(models, tmp_path, capsys):
     blank = tmp_path / "blank.txt"
-    blank.write_text("\n\n", encoding="utf-8")
+    blank.write_text("\tignored\n\n", encoding="utf-8")  # an empty input before the TAB
     js, png = tmp_path / "a.json", tmp_path / "a.png"
     code, out, err = run(["seq2seq", "predict", str(models / "default"), str(blank),
                           "--alignments", str(js), "--plot", str(png)], capsys)

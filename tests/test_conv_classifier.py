@@ -95,3 +95,19 @@ def test_learns_a_local_pattern_but_not_beyond_its_reach():
         ids, y = make(np.random.default_rng(99), 2000)
         acc = float((m.predict(ids) == y).mean())
         assert lo <= acc < hi, (make.__name__, acc)
+
+
+def test_model_file_round_trip_and_forged_config(tmp_path):
+    from rnnkit.checkpoint import load_checkpoint
+
+    m = model(dtype="float32", num_layers=3)
+    path = m.save(tmp_path / "m.safetensors", "rnnkit.classify", {"note": "x"})
+    arrays, meta = load_checkpoint(path)
+    cfg = ConvClassifierConfig.from_json(meta["config"])
+    assert cfg.architecture == "conv" and cfg == m.config
+    m2 = ConvClassifier.from_arrays(cfg, arrays)
+    ids = np.random.default_rng(0).integers(1, 7, (4, 10))
+    np.testing.assert_array_equal(m2.predict_proba(ids), m.predict_proba(ids))
+    big = ConvClassifierConfig.from_json({**meta["config"], "hidden_size": 10 ** 7})
+    with pytest.raises(ValueError, match="shape"):
+        ConvClassifier.from_arrays(big, arrays)  # refused from the shapes, nothing allocated

@@ -16,20 +16,20 @@ training loop, ``rnnkit classify train --model conv`` and the same model files s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..layers.basic import Dropout, Embedding, Linear, softmax, softmax_cross_entropy
 from ..layers.conv import Conv1D
+from .base import Config, Model
 
 POOLINGS = ("max", "mean")
-DTYPES = ("float32", "float64")
 
 
 @dataclass
-class ConvClassifierConfig:
+class ConvClassifierConfig(Config):
     vocab_size: int
     num_classes: int
     embed_dim: int = 32
@@ -43,27 +43,14 @@ class ConvClassifierConfig:
     seed: int | None = 0
     architecture: str = "conv"  # tells a model file's reader which classifier this is
 
-    def __post_init__(self):
-        self.validate()
+    positive = ("vocab_size", "num_classes", "embed_dim", "hidden_size", "num_layers",
+                "kernel_size", "dilation_base")
 
-    def validate(self):
-        for name in ("vocab_size", "num_classes", "embed_dim", "hidden_size", "num_layers",
-                     "kernel_size", "dilation_base"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.num_layers > 16:
+    def check(self) -> None:
+        if self.num_layers > 16:  # dilations grow as base ** layer
             raise ValueError(f"num_layers must be at most 16, got {self.num_layers}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.architecture != "conv":
-            raise ValueError(f"architecture must be 'conv', got {self.architecture!r}")
-        return self
+        _checks.check_choice(self.pooling, "pooling", POOLINGS)
+        _checks.check_choice(self.architecture, "architecture", ("conv",))
 
     @property
     def receptive_field(self) -> int:
@@ -71,23 +58,8 @@ class ConvClassifierConfig:
         return 1 + (self.kernel_size - 1) * sum(self.dilation_base ** i
                                                 for i in range(self.num_layers))
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_json(cls, obj) -> ConvClassifierConfig:
-        if not isinstance(obj, dict):
-            raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(obj).__name__}")
-        extra = sorted(set(obj) - {f.name for f in dataclasses.fields(cls)})
-        if extra:
-            raise ValueError(f"{cls.__name__}: unexpected keys {extra}")
-        try:
-            return cls(**obj)
-        except TypeError as e:
-            raise ValueError(f"{cls.__name__}: {e}") from None
-
-
-class ConvClassifier:
+class ConvClassifier(Model):
     """Sequence -> one label by convolution.  params: ``embed.weight``, ``conv{l}.weight``
     (C, D, K), ``conv{l}.bias``, ``out.weight`` (classes, C), ``out.bias``."""
 
@@ -95,6 +67,7 @@ class ConvClassifier:
     kind = "classifier"
 
     def __init__(self, config: ConvClassifierConfig):
+        super().__init__()
         self.config = c = config.validate()
         rng = np.random.default_rng(c.seed)
         dt = np.dtype(c.dtype)
@@ -107,15 +80,6 @@ class ConvClassifier:
         self.blocks = {"embed": self.embed, **{f"conv{i}": m for i, m in enumerate(self.convs)},
                        "out": self.out}
 
-    # ---- parameters ------------------------------------------------------------------
-    @property
-    def dtype(self):
-        return np.dtype(self.config.dtype)
-
-    @property
-    def params(self) -> dict:
-        return {f"{b}.{k}": v for b, blk in self.blocks.items() for k, v in blk.params.items()}
-
     @staticmethod
     def param_shapes(c: ConvClassifierConfig) -> dict:
         shapes = {"embed.weight": (c.vocab_size, c.embed_dim)}
@@ -125,24 +89,6 @@ class ConvClassifier:
             shapes[f"conv{i}.bias"] = (c.hidden_size,)
         shapes.update({"out.weight": (c.num_classes, c.hidden_size), "out.bias": (c.num_classes,)})
         return shapes
-
-    def load_params(self, flat: dict) -> None:
-        mine = self.params
-        missing, extra = sorted(set(mine) - set(flat)), sorted(set(flat) - set(mine))
-        if missing or extra:
-            raise ValueError(f"parameters do not match the model: missing {missing[:3]}, "
-                             f"unexpected {extra[:3]}")
-        for name, cur in mine.items():
-            v = np.asarray(flat[name])
-            if v.shape != cur.shape:
-                raise ValueError(f"parameter {name} must have shape {cur.shape}, got {v.shape}")
-            cur[...] = v
-
-    def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "config": self.config.to_json()}
 
     # ---- graph -----------------------------------------------------------------------
     def forward(self, ids, lengths=None, *, training=False, rng=None):

@@ -67,12 +67,14 @@ def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int =
         for start in range(0, len(group), batch_size):
             chunk = group[start: start + batch_size]
             x = np.full((batch_size, T), vocab.eos_id, dtype=np.int64)
+            y = np.full((batch_size, T), vocab.eos_id, dtype=np.int64)
             for n, i in enumerate(chunk):
                 ids = encoded[i][2]
                 x[n, 1: len(ids)] = ids[:-1]  # <eos> then the tokens; padding after is causal-safe
-            lp, _ = model.log_probs(x)
+                y[n, : len(ids)] = ids
+            got = _target_log_probs(model, x, y)
             for n, i in enumerate(chunk):
-                results[i] = _sentence_result(lp[n], *encoded[i])
+                results[i] = _sentence_result(got[n], *encoded[i])
     return results
 
 
@@ -88,9 +90,17 @@ def _encode_sentence(vocab: Vocab, tokenizer, s):
     return s, tokens, np.asarray(ids, dtype=np.int64), int(unknown)
 
 
-def _sentence_result(lp, s, tokens, ids, unknown) -> dict:
-    """The score of one sentence from its rows of log-probabilities lp (T, V)."""
-    tok_lp = lp[np.arange(len(ids)), ids].astype(np.float64)
+def _target_log_probs(model, x, y) -> np.ndarray:
+    """log P(y | x) (N, T) float64: without the (N, T, V) table where the model can."""
+    if hasattr(model, "target_log_probs"):
+        return model.target_log_probs(x, y)[0]
+    lp, _ = model.log_probs(x)
+    return np.take_along_axis(lp, y[..., None], axis=-1)[..., 0].astype(np.float64)
+
+
+def _sentence_result(got, s, tokens, ids, unknown) -> dict:
+    """The score of one sentence from its targets' log-probabilities got (T,)."""
+    tok_lp = got[: len(ids)].astype(np.float64)
     total = float(tok_lp.sum())
     return {"text": s, "tokens": list(tokens), "token_logprobs": [float(v) for v in tok_lp],
             "logprob": total, "log10": total / math.log(10),

@@ -1,9 +1,9 @@
 """The course notes' claims about recurrent networks, measured.
 
 1. Long-range dependencies: a *delayed match* task made here — a key symbol (A or B), then
-   d - 1 noise symbols, then another key; the label says whether the two keys are equal, so the
-   network must carry one bit across d steps (chance 50%; trained on a mixture of distances
-   1..d, tested at exactly d).  A tanh RNN, a GRU and an LSTM
+   d - 1 noise symbols, then a query (A' or B'); the label says whether the query names the
+   key, so the network must carry one bit across d steps (chance 50%; trained on a mixture of
+   distances 1..d, tested at exactly d).  A tanh RNN, a GRU and an LSTM
    classifier with the same number of parameters and the same training steps, at d = 10, 50,
    100, 200; beside it, the gradient flow ‖∂L/∂h_t‖ against T − t of the trained models
    (``examples/gradflow.png``).
@@ -50,26 +50,30 @@ from rnnkit.models.conv_classifier import ConvClassifier, ConvClassifierConfig  
 from rnnkit.optim import Adam, clip_grad_norm  # noqa: E402
 
 KEYS, NOISE = 2, 8
-V_TASK = 3 + KEYS + NOISE  # <pad> <unk> <eos>, the keys, the noise symbols
+# <pad> <unk> <eos>, the keys (A, B), the queries (A', B'), the noise symbols.
+KEY0, QUERY0, NOISE0 = 3, 3 + KEYS, 3 + 2 * KEYS
+V_TASK = NOISE0 + NOISE
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 FLOW_AT = (0, 10, 50, 100, 150)
 
 
 # ---- the task ------------------------------------------------------------------------------
 def delayed_match(rng, n, d, train=True):
-    """n sequences of d + 1 symbols with a key (A or B) at distance d' from the end, noise
-    symbols elsewhere and a key at the end; label 1 if the two keys are equal.
+    """n sequences of d + 1 symbols: a key (A or B) at distance d' from the end, noise symbols
+    elsewhere and a query (A' or B') at the end; label 1 if the query names the key.
 
-    Training draws d' uniformly from 1..d (the short cases are what teach a network to store and
-    compare at all; every model gets the same mixture), testing uses d' = d: the first
-    symbol is the key."""
-    ids = rng.integers(3 + KEYS, V_TASK, (n, d + 1))
+    The query comes from its own alphabet: were it a key too, "only one kind of key occurs"
+    would give the answer without any memory (a bag of symbols, which a pooled convolution
+    reads at any distance).  Training draws d' uniformly from 1..d (the short cases are what
+    teach a network to store and compare at all; every model gets the same mixture), testing
+    uses d' = d: the first symbol is the key."""
+    ids = rng.integers(NOISE0, V_TASK, (n, d + 1))
     dist = rng.integers(1, d + 1, n) if train else np.full(n, d)
-    first = rng.integers(3, 3 + KEYS, n)
-    ids[np.arange(n), d - dist] = first
+    key = rng.integers(0, KEYS, n)
+    ids[np.arange(n), d - dist] = KEY0 + key
     y = rng.integers(0, 2, n)
-    other = 3 + (first - 3 + rng.integers(1, KEYS, n)) % KEYS
-    ids[:, -1] = np.where(y == 1, first, other)
+    other = (key + rng.integers(1, KEYS, n)) % KEYS
+    ids[:, -1] = QUERY0 + np.where(y == 1, key, other)
     return ids, y
 
 

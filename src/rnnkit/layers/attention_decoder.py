@@ -165,7 +165,6 @@ class AttentionDecoder:
         Hs = prep.memory.shape[2]
         G = self._w(0)[2].shape[0]
         wc = self.combine.params["weight"]
-        wc_ctx, wc_q = wc[:, :Hs], wc[:, Hs:]
         acc = self.attention.new_accumulator(prep)
         dxp = np.empty((L, M, N, G), dtype=dt)
         dgh = np.empty((L, M, N, G), dtype=dt)
@@ -179,7 +178,8 @@ class AttentionDecoder:
             dht = dht_out[:, t] + dfeed
             dz = dht * (1.0 - ht_all[t] * ht_all[t])
             dz_all[t] = dz
-            dq = dz @ wc_q + self.attention.step_backward(dz @ wc_ctx, att_caches[t], acc)
+            dcq = dz @ wc  # d[context, q] in one product
+            dq = dcq[:, Hs:] + self.attention.step_backward(dcq[:, :Hs], att_caches[t], acc)
             dh[L - 1] = dh[L - 1] + dq
             for layer in range(L - 1, -1, -1):
                 w_ih, _, w_hh, _ = self._w(layer)

@@ -163,6 +163,16 @@ def rank_key(logprob: float, length: int, length_penalty: float):
     return (length_penalty * math.log(length) - math.log(-logprob), logprob)
 
 
+def _top(flat: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first; among ties the lower index first
+    (like argmax): ``argsort(-flat, stable)[:k]`` without sorting all of a large vocabulary."""
+    if k >= flat.size:
+        return np.argsort(-flat, kind="stable")[:k]
+    kth = np.partition(flat, flat.size - k)[flat.size - k]
+    idx = np.flatnonzero(flat >= kth)  # ascending, ties of the k-th value included
+    return idx[np.argsort(-flat[idx], kind="stable")][:k]
+
+
 def beam_search(step, logp, state, eos: int, max_len: int, beam: int,
                 length_penalty: float = 0.0) -> list:
     """The most probable sequence of each row of ``logp`` (N, V) by beam search: one
@@ -186,8 +196,7 @@ def beam_search(step, logp, state, eos: int, max_len: int, beam: int,
         for s in np.unique(owner):
             rows = np.flatnonzero(owner == s)
             flat = cand[rows].reshape(-1)
-            # Stable order: among ties the lower (row, token) wins, like argmax.
-            top = np.argsort(-flat, kind="stable")[: beam - len(finished[s])]
+            top = _top(flat, beam - len(finished[s]))
             kept = []
             for j in top:
                 r, v = rows[j // V], int(j % V)

@@ -168,7 +168,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .lm.bundle import load_model
+    from .lm.bundle import bundle_from, load_checkpoint_of
     from .lm.score import score_sentences
     from .data.tokenize import split_lines
     from .tasks.data import read_input_text
@@ -180,10 +180,24 @@ def cmd_score(args) -> int:
         raise ValueError("the following arguments are required: TEXT (or --file FILE)")
     if opts.texts and opts.file is not None:
         raise ValueError("give the sentences as TEXT arguments or in --file FILE, not both")
-    # The file is read before the model: a mistake in either is reported before any work.
-    texts = opts.texts if opts.file is None else split_lines(read_input_text(opts.file))
-    b = load_model(opts.model)
-    results = score_sentences(b.model, b.vocab, b.tokenizer, texts, batch_size=opts.batch)
+    from .training import dist
+
+    # Under mpiexec the lines are split over the ranks and rank 0 prints them in input order.
+    world = dist.world()
+
+    def read():
+        # The file is read before the model: a mistake in either is reported before any work.
+        texts = opts.texts if opts.file is None else split_lines(read_input_text(opts.file))
+        return texts, load_checkpoint_of(opts.model)
+
+    texts, (arrays, meta, where) = dist.on_root(world, read) or (None, (None, None, None))
+    if world.size > 1:
+        arrays, meta = dist.bcast_state(world, arrays, meta)
+    b = bundle_from(arrays, meta, where)
+    results = dist.split_map(world, texts, lambda part: score_sentences(
+        b.model, b.vocab, b.tokenizer, part, batch_size=opts.batch))
+    if results is None:  # not rank 0
+        return 0
     if opts.json:
         print(_json(results))
         return 0

@@ -70,6 +70,12 @@ def bundle_from(arrays: dict, meta: dict, where) -> LMBundle:
 
 def load_model(path) -> LMBundle:
     """Load ``DIR`` (its ``model.safetensors``) or a model file directly."""
+    return bundle_from(*load_checkpoint_of(path))
+
+
+def load_checkpoint_of(path) -> tuple[dict, dict, Path]:
+    """``(arrays, meta, file)`` of ``DIR``'s model file (or of a model file), unchecked: what
+    rank 0 broadcasts before every rank rebuilds the model with :func:`bundle_from`."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such model directory or file")
@@ -77,4 +83,4 @@ def load_model(path) -> LMBundle:
     if path.is_dir() and not file.exists():
         raise ValueError(f"{path}: no {MODEL_FILE} in this directory (train a model into it first)")
     arrays, meta = load_checkpoint(file)
-    return bundle_from(arrays, meta, file)
+    return arrays, meta, file

@@ -174,3 +174,15 @@ def bcast_state(world, arrays, meta):
     meta = world.bcast_json(meta)
     names = world.bcast_json(sorted(arrays) if world.is_root else None)
     return {k: world.bcast_array(arrays[k] if world.is_root else None) for k in names}, meta
+
+
+def split_map(world, items: list, fn) -> list | None:
+    """``fn(share)`` on each rank's contiguous share of ``items`` (known on rank 0); the
+    results, in the order of ``items``, on rank 0 (None elsewhere).  ``fn`` returns a list of
+    JSON values, one per item.  With one process: ``fn(items)``."""
+    if world.size == 1:
+        return fn(items)
+    items = world.bcast_json(items if world.is_root else None)
+    mine = fn(items[share(len(items), world.size, world.rank)])
+    parts = world.gather_json(mine)
+    return None if parts is None else [r for part in parts for r in part]

@@ -8,7 +8,6 @@ run in the same file; :func:`plot_metrics` draws it.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -184,26 +183,14 @@ def plot_metrics(metrics_path, png_path) -> Path:
     if not series:
         raise ValueError(f"{metrics_path}: no train_loss or val_loss to plot")
 
-    # The object-oriented Agg API draws without pyplot's global state or a display.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    # Drawn by rnnkit.lineplot (NumPy + zlib): matplotlib's import alone cost ~1-2 s at the
+    # end of every training run.
+    from .lineplot import BLUE, ORANGE, line_chart_png
 
-    fig = Figure(figsize=(7, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    styles = {"train_loss": dict(label="train", color="tab:blue", lw=1.2),
-              "val_loss": dict(label="validation", color="tab:orange", lw=1.8, marker="o", ms=3)}
-    for key, pts in series.items():
-        steps, values = zip(*pts)
-        ax.plot(steps, values, **styles[key])
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write_bytes(png_path, buf.getvalue())
+    styles = {"train_loss": ("train", BLUE, False), "val_loss": ("validation", ORANGE, True)}
+    png = line_chart_png([(styles[k][0], pts, styles[k][1], styles[k][2])
+                          for k, pts in series.items()], width=700, height=420)
+    return atomic_write_bytes(png_path, png)
 
 
 def _finite_or_none(x):

@@ -72,3 +72,15 @@ def test_model_save_and_load_round_trip_and_refusals(tmp_path):
     save_checkpoint(tmp_path / "s.safetensors", arrays, meta)
     with pytest.raises(CheckpointError, match=r"out.bias must have shape \(7,\)"):
         ConditionalGenerator.load(tmp_path / "s.safetensors")
+
+
+def test_a_loaded_generator_cannot_ask_for_unbounded_decoding(tmp_path):
+    m = ConditionalGenerator(GeneratorConfig(7, num_classes=3))
+    path = m.save(tmp_path / "g.safetensors", "rnnkit.generator", {})
+    arrays, meta = load_checkpoint(path)
+    meta["config"]["max_len"] = 10 ** 12
+    save_checkpoint(path, arrays, meta)
+    with pytest.raises(CheckpointError, match=r"max_len 1000000000000 is over the limit 100000"):
+        ConditionalGenerator.load(path)
+    # Built by the user, a long output is the user's choice.
+    assert GeneratorConfig(7, num_classes=3, max_len=10 ** 6).max_len == 10 ** 6

@@ -53,6 +53,9 @@ class Config:
     """
 
     positive: tuple = ()
+    # Fields that bound the work a model asks for (decoding lengths) -> their largest value in
+    # a model file: checked by the loaders (check_file_limits), not when a user builds one.
+    file_limits: dict = {}
 
     def __post_init__(self):
         self.validate()
@@ -69,6 +72,13 @@ class Config:
 
     def check(self) -> None:
         """Rules of one config beyond the shared ones."""
+
+    def check_file_limits(self) -> None:
+        """A config read from a file may not ask for unbounded work (a forged
+        ``max_target_len`` of 10**12 would make decoding run for ever)."""
+        for name, top in self.file_limits.items():
+            if getattr(self, name) > top:
+                raise ValueError(f"{name} {getattr(self, name)} is over the limit {top}")
 
     def to_json(self) -> dict:
         return config_to_json(self)
@@ -206,8 +216,9 @@ class Model:
             raise CheckpointError(f"{path}: holds a {str(meta.get('kind'))[:40]!r} model, "
                                   f"not a {kind!r} one")
         try:
-            return cls.from_arrays(config_from_json(cls.config_class, meta.get("config")),
-                                   arrays), meta
+            config = config_from_json(cls.config_class, meta.get("config"))
+            config.check_file_limits()
+            return cls.from_arrays(config, arrays), meta
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: {e}") from None
 

@@ -40,6 +40,7 @@ class GeneratorConfig(Config):
     seed: int | None = 0
 
     positive = ("embed_dim", "hidden_size", "num_layers", "vocab_size", "max_len")
+    file_limits = {"max_len": 100_000}
 
     def check(self):
         if (self.num_classes > 0) == (self.cond_dim > 0):

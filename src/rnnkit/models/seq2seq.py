@@ -72,6 +72,7 @@ class Seq2SeqConfig(Config):
     # "none" for the files written before attention existed (their config has no such key).
     attention: str = "none"
 
+    file_limits = {"max_target_len": 100_000}
     positive = ("embed_dim", "hidden_size", "num_layers", "src_vocab_size", "tgt_vocab_size",
                 "max_target_len")
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..models.base import config_from_json
+from ..models.seq2seq import Seq2SeqConfig
 from .spec import get_task
 
 MODEL_FILE = "model.safetensors"
 # The most target tokens a loaded seq2seq model may decode per input: a model file cannot
 # make ``predict`` loop for ever (training writes 2 x the longest target + 10).
-MAX_TARGET_LEN = 100_000
+MAX_TARGET_LEN = Seq2SeqConfig.file_limits["max_target_len"]
 
 
 def kind_of(task) -> str:
@@ -54,9 +55,7 @@ def load_bundle(path, task):
     try:
         config = config_from_json(cls.config_class, meta["config"])
         task.check_description(config, meta)
-        bound = getattr(config, "max_target_len", 0)
-        if bound > MAX_TARGET_LEN:
-            raise ValueError(f"max_target_len {bound} is over the limit {MAX_TARGET_LEN}")
+        config.check_file_limits()
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{file}: bad model description ({_one_line(e)})") from None
     try:

@@ -47,10 +47,6 @@ class Decoder:
         """Prefix -> block, for a model's ``blocks`` (and so its flat ``params``)."""
         return dict(zip(self.names, (self.embed, self.rnn, self.out)))
 
-    @property
-    def vocab_size(self) -> int:
-        return self.embed.params["weight"].shape[0]
-
     def forward(self, ids, lengths=None, state=None, *, training=False, rng=None,
                 keep_cache=True, lookup=False):
         """ids (N, T) ints -> ``(logits (N, T, V), final state, cache)``.

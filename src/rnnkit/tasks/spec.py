@@ -42,7 +42,6 @@ class Task:
     one level, targets from labels) and the interface the others fill in."""
 
     name = "task"
-    help = ""
     label_word = "label"
     model_class = None
     decode_options: tuple = ()  # the keyword options predict() takes
@@ -142,7 +141,6 @@ class Task:
 
 class Classify(Task):
     name = "classify"
-    help = "sequence classification (text<TAB>label)"
     label_word = "label"
 
     @property
@@ -204,7 +202,6 @@ def _label(y) -> int:
 
 class Tag(Task):
     name = "tag"
-    help = "sequence tagging (tokens<TAB>tags)"
     label_word = "tag"
 
     @property
@@ -258,7 +255,6 @@ class Tag(Task):
 
 class Seq2SeqTask(Task):
     name = "seq2seq"
-    help = "sequence-to-sequence (source<TAB>target)"
     decode_options = ("beam", "length_penalty", "max_len")
 
     @property

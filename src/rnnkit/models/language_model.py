@@ -77,7 +77,7 @@ class LMConfig(Config):
     nonlinearity: str = "tanh"
     reset_after: bool = True
     dtype: str = "float32"
-    # Output layer (issue #16); the defaults are the layer every older model file has.
+    # Output layer; the defaults are the layer every older model file has.
     softmax: str = "full"
     cutoffs: list | None = None
     div_value: float = 4.0

@@ -87,3 +87,33 @@ def test_dropout_masks_depend_on_the_example_not_the_split_or_padding():
 def test_dropout_rng_refuses_a_shape_without_the_batch():
     with pytest.raises(ValueError, match="no axis of the batch's 3 examples"):
         ExampleRNG(0, 0, [0, 1, 2]).random((4, 5))
+
+
+def test_time_major_masks_when_time_equals_the_batch():
+    """T == N makes the shape ambiguous: the recurrent layers name the batch axis."""
+    whole = ExampleRNG(1, 2, [0, 1, 2, 3]).random_batch((2, 4, 5), 1)  # T 2, N 4
+    part = ExampleRNG(1, 2, [2, 3]).random_batch((2, 2, 5), 1)  # T 2 == N 2 on rank 1
+    np.testing.assert_array_equal(whole[:, 2:], part)
+
+
+def test_stacked_dropout_is_split_independent_when_time_equals_the_share():
+    """A 2-layer LSTM with dropout between the layers: the loss and gradients of examples
+    [0, 4) equal the weighted halves [0, 2) and [2, 4) — with T == 2 == the half batch."""
+    from rnnkit.models import SequenceTagger, TaggerConfig
+
+    model = SequenceTagger(TaggerConfig(7, 3, embed_dim=3, hidden_size=4, num_layers=2,
+                                        dropout=0.4, dtype="float64", seed=1))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 7, (4, 2))
+    tags = rng.integers(0, 3, (4, 2))
+    lengths = np.array([2, 2, 2, 2])
+
+    def loss(idx):
+        b = {"ids": ids[idx], "lengths": lengths[idx], "tags": tags[idx]}
+        return model.batch_loss(b, training=True, rng=ExampleRNG(9, 3, idx))
+
+    full, g = loss(np.arange(4))
+    (a, ga), (b, gb) = loss(np.arange(2)), loss(np.arange(2, 4))
+    assert abs(full - (a + b) / 2) < 1e-12
+    for k in g:
+        np.testing.assert_allclose(g[k], (ga[k] + gb[k]) / 2, rtol=1e-10, atol=1e-13)

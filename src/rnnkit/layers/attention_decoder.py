@@ -108,7 +108,10 @@ class AttentionDecoder:
             if rng is None:
                 raise ValueError("dropout in training needs an explicit numpy Generator (rng=...)")
             keep = 1.0 - p
-            drop = [(rng.random((M, N, H)) < keep).astype(dt) / dt.type(keep)
+            # Time-major (M, N, H): a per-example generator (the training loop's ExampleRNG)
+            # is told which axis holds the examples.
+            draw = getattr(rng, "random_batch", None) or (lambda shape, axis: rng.random(shape))
+            drop = [(draw((M, N, H), 1) < keep).astype(dt) / dt.type(keep)
                     for _ in range(L - 1)]
         h_prev = np.empty((L, M, N, H), dtype=dt)  # state entering each step, per layer
         inputs = [None] + [np.empty((M, N, H), dtype=dt) for _ in range(L - 1)]

@@ -321,7 +321,11 @@ class RecurrentLayer:
             drop = None
             if use_dropout and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
-                drop = (rng.random(merged.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                # Time-major (T, N, H): a per-example generator (the training loop's
+                # ExampleRNG) is told which axis holds the examples.
+                draw = getattr(rng, "random_batch", None)
+                u = draw(merged.shape, 1) if draw is not None else rng.random(merged.shape)
+                drop = (u < keep).astype(self.dtype) / self.dtype.type(keep)
                 merged = merged * drop
             cache.dirs.append(dcs)
             cache.outs.append(outs if self.merge_mode == "product" else None)

@@ -32,10 +32,10 @@ class ExampleRNG:
     """A stand-in for ``numpy.random.Generator`` in dropout: ``random(shape)`` with one
     generator per example, seeded by ``(seed, step, global index, call number)``.
 
-    The batch axis of a requested shape is the one whose size is the number of examples:
-    axis 0 for batch-major (N, ...) arrays, axis 1 for time-major (T, N, H) ones (an array
-    whose first two sizes both equal N is taken as batch-major).  Each example's slice is
-    drawn in row-major order, so a longer padding changes none of the real positions.
+    The batch axis: :meth:`random_batch` is told it (the time-major recurrent layers call it
+    with axis 1); :meth:`random` (numpy's name, used by batch-major callers) takes axis 0,
+    or axis 1 when only that one has the batch's size.  Each example's slice is drawn in
+    row-major order, so a longer padding changes none of the real positions.
     """
 
     def __init__(self, seed: int, step: int, indices):
@@ -46,11 +46,14 @@ class ExampleRNG:
     def random(self, size=None):
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
         n = len(self.indices)
-        if len(shape) >= 3 and shape[0] != n and shape[1] == n:
-            axis = 1
-        elif shape and shape[0] == n:
-            axis = 0
-        else:
+        axis = 1 if len(shape) >= 3 and shape[0] != n and shape[1] == n else 0
+        return self.random_batch(shape, axis)
+
+    def random_batch(self, shape, axis: int):
+        """Uniform [0, 1) of ``shape`` whose axis ``axis`` holds the examples (time-major
+        callers say 1: the shape alone is ambiguous when T equals the batch)."""
+        shape, n = tuple(shape), len(self.indices)
+        if len(shape) <= axis or shape[axis] != n:
             raise ValueError(f"dropout shape {shape} has no axis of the batch's {n} examples")
         out = np.empty(shape)
         rows = np.moveaxis(out, axis, 0)

@@ -231,13 +231,7 @@ class LanguageModel(Model):
         output stays time-major (a view of the last layer's state history, no copy), the
         logits (T*N, V) become dL/dlogits in place (one fused softmax-cross-entropy pass),
         and backward consumes the cache (``release=True``) layer by layer."""
-        ids = np.asarray(x)
-        if ids.ndim != 2:
-            raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
-        ids = self.embed.check_ids(ids)
-        y = np.asarray(y)
-        if y.shape != ids.shape:
-            raise ValueError(f"targets must have shape {ids.shape}, got {y.shape}")
+        ids, y = self._check_xy(x, y)
         V = self.config.vocab_size
         if y.dtype.kind not in "iu":
             raise ValueError(f"targets must be integers, got dtype {y.dtype.name}")
@@ -262,16 +256,25 @@ class LanguageModel(Model):
         dh = (z @ W).reshape(T, N, H)
         del z
         de, _, g_rnn = self.rnn.backward(dh, rcache, release=True, time_major=True)
+        return loss, self._grads(de, g_rnn, g_out), new_state
+
+    @staticmethod
+    def _grads(de, g_rnn, g_out) -> dict:
+        """The flat gradient dict (keys like ``params``) of the embedding, stack and head."""
         grads = {"embed.weight": de}
         grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
         grads.update({f"out.{k}": v for k, v in g_out.items()})
-        return loss, grads, new_state
+        return grads
 
-    def _check_xy(self, x, y):
-        ids = np.asarray(x)
+    def _check_ids(self, ids) -> np.ndarray:
+        """Token ids (N, T) in [0, V), else a one-line ValueError."""
+        ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
-        ids = self.embed.check_ids(ids)
+        return self.embed.check_ids(ids)
+
+    def _check_xy(self, x, y):
+        ids = self._check_ids(x)
         y = np.asarray(y)
         if y.shape != ids.shape:
             raise ValueError(f"targets must have shape {ids.shape}, got {y.shape}")
@@ -327,18 +330,12 @@ class LanguageModel(Model):
             else:
                 shared += de
             de = shared
-        grads = {"embed.weight": de}
-        grads.update({f"rnn.{k}": v for k, v in g_rnn.items()})
-        grads.update({f"out.{k}": v for k, v in g_out.items()})
-        return loss, grads, new_state
+        return loss, self._grads(de, g_rnn, g_out), new_state
 
     # ---- inference -------------------------------------------------------------------
     def _hidden(self, ids, state):
         """Last layer's outputs as time-major rows (T*N, H), and the final state."""
-        ids = np.asarray(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
-        ids = self.embed.check_ids(ids)
+        ids = self._check_ids(ids)
         N, T = ids.shape
         W = self.embed.params["weight"]
         if W.shape[0] < N * T:  # the table lookup pays (character level)
@@ -367,10 +364,7 @@ class LanguageModel(Model):
             h2, state = self._hidden(ids, state)
             lp = self.head.log_prob(h2)
             return np.ascontiguousarray(lp.reshape(T, N, -1).transpose(1, 0, 2)), state
-        ids = np.asarray(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"ids must have 2 dimensions (N, T), got shape {ids.shape}")
-        ids = self.embed.check_ids(ids)
+        ids = self._check_ids(ids)
         h, state, _ = self.rnn.forward(ids, None, state, embedding=self.embed.params["weight"],
                                        keep_cache=False, time_major=True)
         T, N, H = h.shape

@@ -249,3 +249,18 @@ def test_non_utf8_name_refused_before_training(p, tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("rnnkit train: error: --out ") and "not valid UTF-8" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stderr_closed_keeps_stdout_clean_and_the_exit_code(p, tmp_path):
+    # With fd 2 closed (`2>&-`) the progress lines must not fall into stdout, files opened
+    # later must not become "stderr", and the exit code still tells what happened.
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rnnkit.cli", *args], capture_output=True,
+                              text=True, timeout=120, preexec_fn=lambda: os.close(2))
+
+    out = tmp_path / "out"
+    r = run("train", p.corpus, "--out", str(out), *LM)
+    assert r.returncode == 0
+    assert r.stdout.startswith("done: step 2,") and len(r.stdout.splitlines()) == 1
+    assert main(["score", str(out), "the cat"]) == 0  # the model it wrote is whole
+    assert run("train", "/dev/zero", "--out", str(tmp_path / "x")).returncode == 2

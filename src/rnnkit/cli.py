@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     if _stdout_closed():
         # Refused before any work: a training run would otherwise end with nowhere to report.
         return _error(name, _STDOUT_CLOSED, 2)
+    _fill_closed_std_fds()
     real_stdout = sys.stdout
     sys.stdout = _Stdout(real_stdout)
     try:
@@ -184,6 +185,29 @@ def _error(name: str, message: str, code: int, prefix: bool = True) -> int:
         except (OSError, ValueError):
             pass
     return code
+
+
+def _fill_closed_std_fds() -> None:
+    """Put /dev/null on a closed standard descriptor (``2>&-``, ``<&-``).
+
+    Otherwise the next file rnnkit opens (a checkpoint being written) would get that number,
+    and whatever a library writes to "stderr" at the C level would land inside the user's file.
+    ``sys.stdin`` stays None, so a closed stdin is still reported as closed.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+            except OSError:
+                pass
+    if sys.stderr is None:
+        # print(file=None) writes to stdout: progress lines would end up in the command's output.
+        sys.stderr = open(os.devnull, "w")
 
 
 def _stdout_closed() -> bool:

@@ -153,3 +153,24 @@ def test_blas_threads_restored():
     with blas.threads(1):
         assert blas.get_threads() == 1
     assert blas.get_threads() == before
+
+
+def test_bad_env_fails_when_the_layer_is_built(monkeypatch):
+    monkeypatch.setenv(blas.ENV, "two")
+    with pytest.raises(ValueError, match=blas.ENV):
+        RecurrentLayer(3, 4, backend="numba")
+    RecurrentLayer(3, 4, backend="numpy")  # the reference path has no threads to plan
+
+
+def test_cli_bad_env_is_one_line_and_leaves_no_directory(tmp_path, monkeypatch, capsys):
+    from rnnkit.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a small corpus line.\n" * 30)
+    out = tmp_path / "run"
+    monkeypatch.setenv(blas.ENV, "abc")
+    assert main(["train", str(corpus), "--out", str(out), "--steps", "1", "--hidden", "8",
+                 "--embed", "4", "--batch", "2", "--seq-len", "5"]) == 2
+    err = capsys.readouterr().err
+    assert blas.ENV in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()

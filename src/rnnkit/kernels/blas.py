@@ -43,6 +43,12 @@ def _env_threads() -> int:
     return n
 
 
+def check_env() -> None:
+    """ValueError naming RNNKIT_STEP_THREADS if it is set to anything but a count: layers call
+    this when they are built, so a typo fails before a run creates any file."""
+    _env_threads()
+
+
 def cores() -> int:
     """CPU cores this process may run on."""
     try:

@@ -191,6 +191,10 @@ class RecurrentLayer:
     def backend(self, value: str) -> None:
         self._backend = resolve_backend(value)
         self._driver = None  # (cell, forward, backward), made on first use
+        if self._backend == "numba":
+            from ..kernels import blas
+
+            blas.check_env()  # a bad RNNKIT_STEP_THREADS fails here, before any run starts
 
     def _driver_for(self, backend: str):
         """(cell, run_forward, run_backward) of a backend: the same contract either way."""

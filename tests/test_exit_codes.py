@@ -38,6 +38,9 @@ def p(tmp_path_factory):
     paths = {"corpus": d / "corpus.txt", "lm": d / "lm", "dir": d,
              "zero_model": d / "zero.safetensors"}
     os.symlink("/dev/zero", paths["zero_model"])  # a model "file" that never ends
+    paths["zero_dir"] = d / "zero_dir"  # a model directory whose model file is that
+    paths["zero_dir"].mkdir()
+    os.symlink("/dev/zero", paths["zero_dir"] / "model.safetensors")
     for task, data in DATA.items():
         (d / f"{task}.tsv").write_text(data)
         (d / f"{task}.in").write_text("".join(line.split("\t")[0] + "\n"
@@ -264,3 +267,31 @@ def test_stderr_closed_keeps_stdout_clean_and_the_exit_code(p, tmp_path):
     assert r.stdout.startswith("done: step 2,") and len(r.stdout.splitlines()) == 1
     assert main(["score", str(out), "the cat"]) == 0  # the model it wrote is whole
     assert run("train", "/dev/zero", "--out", str(tmp_path / "x")).returncode == 2
+
+
+# The commands added beside the seven families: the same two refusals, from main.
+OTHER = {
+    "explain": (lambda p, o: ["explain", p.lm, "the cat", "--html", o + ".html"],
+                lambda p, o: ["explain", p.lm, "--file", "/dev/zero", "--html", o + ".html"]),
+    "gradflow": (lambda p, o: ["gradflow", p.lm, "--out", o],
+                 lambda p, o: ["gradflow", p.zero_model, "--out", o]),
+    "ngram train": (lambda p, o: ["ngram", "train", p.corpus, "--out", o + ".arpa"],
+                    lambda p, o: ["ngram", "train", "/dev/zero", "--out", o + ".arpa"]),
+    "ngram eval": (lambda p, o: ["ngram", "eval", o + ".arpa", p.corpus],
+                   lambda p, o: ["ngram", "eval", "/dev/zero", p.corpus]),
+    "export": (lambda p, o: ["export", p.lm, o], lambda p, o: ["export", p.zero_dir, o]),
+}
+
+
+@pytest.mark.parametrize("command", OTHER)
+def test_other_commands_stdout_closed_and_device(command, p, tmp_path, capsys, monkeypatch):
+    ok, device = OTHER[command]
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdout", None)
+        assert main(ok(p, _out(tmp_path))) == 2
+    assert "standard output is closed" in _one_line(capsys.readouterr().err)
+    assert main(device(p, _out(tmp_path))) == 2
+    line = _one_line(capsys.readouterr().err)
+    # export looks for a regular model.safetensors first and says there is none
+    says = "no model.safetensors" if command == "export" else "is a device, not a regular file"
+    assert says in line and "zero" in line, line

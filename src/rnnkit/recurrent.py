@@ -270,7 +270,7 @@ def _positions(T, N, lengths, reverse):
     return np.ascontiguousarray(reverse_index(L, T), dtype=np.int64)
 
 
-_pool = None
+_pool = None  # (executor, its number of threads), made on first use, grown when asked
 
 
 def _on_rows(plan, N, body):
@@ -280,12 +280,12 @@ def _on_rows(plan, N, body):
         body(0, N)
         return
     global _pool
-    if _pool is None or _pool._max_workers < len(shares) - 1:
+    if _pool is None or _pool[1] < len(shares) - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(max_workers=len(shares) - 1,
-                                   thread_name_prefix="rnnkit-rows")
-    futures = [_pool.submit(body, n0, n1) for n0, n1 in shares[1:]]
+        _pool = (ThreadPoolExecutor(max_workers=len(shares) - 1,
+                                    thread_name_prefix="rnnkit-rows"), len(shares) - 1)
+    futures = [_pool[0].submit(body, n0, n1) for n0, n1 in shares[1:]]
     try:
         body(*shares[0])  # the calling thread takes the first share
     finally:

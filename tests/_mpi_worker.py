@@ -1,8 +1,9 @@
 """One training run through the API, for tests/test_mpi.py: as one process or under mpiexec.
 
-    python tests/_mpi_worker.py lm|seq2seq DTYPE OUT_DIR STEPS
+    python tests/_mpi_worker.py OUT_DIR STEPS
 
-Every rank writes its final weights to ``OUT_DIR/rank{r}.npz``: the test compares the ranks
+For the language model and seq2seq, in float64 and float32, every rank writes its final
+weights to ``OUT_DIR/MODE-DTYPE/rank{r}.npz``: the test compares the ranks
 with each other and with a one-process run.  Tiny models with dropout, so the masks' split
 over ranks is exercised; the global batch does not divide evenly over 2 ranks for seq2seq.
 """
@@ -58,7 +59,11 @@ def run_seq2seq(dtype, out, steps, world):
 
 
 if __name__ == "__main__":
-    mode, dtype, out, steps = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    out, steps = Path(sys.argv[1]), int(sys.argv[2])
     world = dist.world()
-    params = (run_lm if mode == "lm" else run_seq2seq)(dtype, out, steps, world)
-    np.savez(out / f"rank{world.rank}.npz", **params)
+    for mode, run in (("lm", run_lm), ("seq2seq", run_seq2seq)):
+        for dtype in ("float64", "float32"):
+            d = out / f"{mode}-{dtype}"
+            d.mkdir(exist_ok=True)
+            params = run(dtype, d, steps, world)
+            np.savez(d / f"rank{world.rank}.npz", **params)

@@ -163,7 +163,7 @@ class Trainer:
         from ..models.language_model import LanguageModel, LMConfig
         from ..optim import ReduceLROnPlateau
         from ..training import dist
-        from ..training.fit import make_optimizer
+        from ..training.fitting import make_optimizer
         from ..training.loop import train
         from ..training.rundir import RunLock, drop_partial_line, remove_stale_temporaries
         from ..training.sources import StreamSource

@@ -5,7 +5,7 @@
 - :mod:`.sources`: where batches come from (a language model's stateful streams, a task's
   padded minibatches) and dropout masks that do not depend on the split;
 - :mod:`.state`: the one checkpoint layout and the one resume check;
-- :mod:`.fit`: :func:`fit` for task models through the API;
+- :mod:`.fitting`: :func:`fit` for task models through the API;
 - :mod:`.dist`: one process or K under ``mpiexec`` (mpi4py imported only then);
 - :mod:`.rundir`: the output directory (lock, refusing users' files, stale temporaries);
 - :mod:`.options`: command-line options generated from the options dataclasses.
@@ -18,7 +18,8 @@ import importlib
 
 _NAMES = {
     "train": "loop", "TrainResult": "loop", "NONFINITE_MODES": "loop",
-    "fit": "fit", "evaluate_loss": "fit", "make_optimizer": "fit", "make_scheduler": "fit",
+    "fit": "fitting", "evaluate_loss": "fitting", "make_optimizer": "fitting",
+    "make_scheduler": "fitting",
     "edit_distance": "metrics", "confusion_matrix": "metrics",
     "StopFlag": "signals", "TrainingError": "signals",
     "BatchOrder": "sources", "ExampleRNG": "sources", "ExampleSource": "sources",

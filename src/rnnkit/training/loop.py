@@ -169,6 +169,9 @@ def train(model, source, optimizer, *, steps, clip=0.0, on_nonfinite="stop", sch
             arrays.update({f"best/{k}": np.ascontiguousarray(v) for k, v in best_params.items()})
         arrays.update(src_arrays)
         meta = {"kind": STATE_KIND, "step": step, "steps": steps, "world_size": world.size,
+                # How each global batch was split over the ranks (rnnkit.training.dist.share).
+                "data_split": "contiguous shares of each global batch; the first "
+                              "(batch % world_size) ranks take one more",
                 "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "source": src_meta, "best_val": best_val, "best_step": best_step,

@@ -4,7 +4,8 @@ Arrays: ``param/NAME`` (weights), ``opt/SLOT/NAME`` (optimizer moments), ``best/
 best weights by held-out loss, when kept) and the batch source's own arrays (``state/h``,
 ``state/c`` for a language model's carried state; ``order/indices``, ``order/bounds`` for a
 task's epoch order).  Meta (JSON): ``kind`` ``"rnnkit.training"``, ``step``, ``steps``,
-``world_size`` (the processes the run was trained on), ``optimizer`` and ``scheduler``
+``world_size`` (the processes the run was trained on) and ``data_split`` (how each global
+batch was shared among them), ``optimizer`` and ``scheduler``
 scalars, ``source`` (the source's JSON state), ``best_val``, ``best_step``, ``val_loss``,
 ``running`` (training losses since the last record), ``history`` (the records so far),
 ``skipped``, ``seconds``, and ``run``: what the caller says makes the run this run

@@ -195,7 +195,7 @@ def _train(opts, args, task, world) -> int:
     from ..tasks import evaluate as held_out_metrics
     from ..tasks import get_task, save_bundle
     from . import dist
-    from .fit import evaluate_loss, make_optimizer, make_scheduler
+    from .fitting import evaluate_loss, make_optimizer, make_scheduler
     from .loop import train
     from .rundir import CHECKPOINT_FILE, RunLock, remove_stale_temporaries
     from .signals import TrainingError

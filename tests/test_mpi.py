@@ -238,3 +238,15 @@ def test_a_launcher_without_mpi4py_names_the_extra(corpus, tmp_path):
     assert r.stderr.strip().splitlines() == [
         "rnnkit train: error: started by an MPI launcher, but mpi4py is not installed: "
         "pip install 'rnnkit[mpi]'"]
+
+
+def test_sparse_embedding_gradients_under_mpi(corpus, tmp_path):
+    """Word level with row-sparse embedding gradients: summed dense over the ranks, handed
+    back to the optimizer as the rows some rank touched — the one-process (SparseAdam) run."""
+    args = ["--level", "word", "--cell", "lstm", "--layers", 1, "--hidden", 8, "--embed", 4,
+            "--seq-len", 5, "--batch", 4, "--steps", 8, "--lr", 0.01, "--eval-every", 4,
+            "--checkpoint-every", 4, "--seed", 3, "--dtype", "float64", "--sparse-embedding"]
+    r1 = run(rnnkit("train", corpus, "--out", tmp_path / "one", *args))
+    r2 = run(rnnkit("train", corpus, "--out", tmp_path / "two", *args), 2)
+    assert r1.returncode == 0 and r2.returncode == 0, r2.stderr[-2000:]
+    _assert_same_state(tmp_path / "one", tmp_path / "two", tol=1e-10)

@@ -196,8 +196,9 @@ class Trainer:
                           dtype=o.dtype, **_output_layer(o, vocab, train_ids))
         init_rng = np.random.default_rng(np.random.SeedSequence(o.seed).spawn(2)[0])
         model = self.model = LanguageModel(config, seed=init_rng)
-        # Row-sparse embedding gradients on one process (the MPI allreduce sums dense arrays).
-        model.sparse_embedding_grad = bool(o.sparse_embedding) and world.size == 1
+        # Row-sparse embedding gradients (under MPI the allreduce sums them dense and hands
+        # the optimizer the rows some rank touched: the same sparse update).
+        model.sparse_embedding_grad = bool(o.sparse_embedding)
         opt = make_optimizer(o.optimizer, o.lr)
         sched = ReduceLROnPlateau(opt, factor=o.lr_decay, patience=o.patience,
                                   min_lr=o.lr * 1e-3) if o.lr_decay < 1.0 else None

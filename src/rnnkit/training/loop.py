@@ -71,8 +71,12 @@ class _Reducer:
     def __call__(self, world, grads, loss, count, stop):
         buf, o = self.buf, 0
         w = self.dtype.type(count)
+        sparse = set()
         for k, n in zip(self.names, self.sizes):
-            np.multiply(grads[k].reshape(-1), w, out=buf[o:o + n])
+            g = grads[k]
+            if hasattr(g, "rows"):  # a RowSparse embedding gradient: dense for the sum
+                sparse.add(k)
+            np.multiply(np.asarray(g).reshape(-1), w, out=buf[o:o + n])
             o += n
         buf[o:] = (float(loss) * count if count else 0.0, count, 1.0 if stop else 0.0)
         world.allreduce_sum(buf)
@@ -80,6 +84,13 @@ class _Reducer:
         out, o = {}, 0
         for k, n in zip(self.names, self.sizes):
             out[k] = (buf[o:o + n] / self.dtype.type(total)).reshape(self.shapes[k])
+            if k in sparse:
+                # Back to the rows some rank touched, so the optimizer's sparse rule still
+                # applies (a row whose gradients summed to exactly zero counts as untouched).
+                from ..sparse_grad import RowSparse
+
+                rows = np.flatnonzero(out[k].reshape(out[k].shape[0], -1).any(axis=1))
+                out[k] = RowSparse(rows, out[k][rows], out[k].shape)
             o += n
         return out, float(buf[o]) / total, total, bool(buf[o + 2] > 0)
 

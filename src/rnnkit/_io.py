@@ -124,6 +124,14 @@ class InputFile:
             raise _too_large(self.name, self.limit)
         return data
 
+    def reread(self) -> bytes:
+        """A regular file's whole content again, from its start, in one piece."""
+        if self.size is None:
+            raise ValueError(f"{self.name}: a stream cannot be read again")
+        self._file.seek(0)
+        self.offset = 0
+        return self.read(self.size + 1)
+
     def read_rest(self, check: Callable[[int, bytes], None] | None = None) -> bytes:
         """Everything left, within the limit.
 

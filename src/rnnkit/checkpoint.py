@@ -201,6 +201,10 @@ def _read_bounded(f) -> bytes:
         raise CheckpointError(
             f"{f.name}: corrupted tensor data (the header describes {body} bytes of tensors, "
             f"the file holds {follow - n}: truncated or padded)")
+    if f.size is not None:
+        # A regular file of the size its header describes: read it again as one piece (no
+        # concatenated copy of a large model).
+        return f.reread()
     return head + header + f.read_rest()
 
 
@@ -271,7 +275,12 @@ def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
     for name, a in tensors.items():
         if a.dtype.newbyteorder("=") not in _ALLOWED_DTYPES:
             raise CheckpointError(f"array {_short(name)} has unsupported dtype {a.dtype}")
-        arrays[name] = a.astype(a.dtype.newbyteorder("="), copy=True)
+        # The parser's arrays are already fresh; copy only one that is not native, writeable
+        # and C-ordered (a model is then held twice while loading, not three times).
+        if a.dtype.isnative and a.flags.writeable and a.flags.c_contiguous:
+            arrays[name] = a
+        else:
+            arrays[name] = a.astype(a.dtype.newbyteorder("="), copy=True)
     if _digest(arrays, meta_json) != digest:
         raise CheckpointError("checksum mismatch: the file is corrupted or was edited")
     meta = json.loads(meta_json)

@@ -217,14 +217,19 @@ class WordTokenizer:
         return ids
 
     def detokenize(self, tokens: Iterable[str]) -> str:
-        """Text of tokens: words joined by spaces, ``<eos>`` a line break, ``<pad>`` dropped."""
+        """Text of tokens: words joined by spaces, ``<eos>`` a line break.
+
+        ``<pad>`` is written as the word ``<pad>``, like ``<unk>``: a literal "<pad>" word in a
+        text is that token (see the class docstring), so tokenizing the text again gives the
+        same tokens.
+        """
         out: list[str] = []
         line: list[str] = []
         for t in tokens:
             if t == EOS:
                 out.append(" ".join(line) + "\n")
                 line = []
-            elif t != PAD:
+            else:
                 line.append(t)
         if line:
             out.append(" ".join(line))

@@ -141,7 +141,10 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
 
     Arrays are fresh writeable arrays in native byte order.  CheckpointError (a ValueError) with
     a one-line message naming the file for a missing or unreadable path, a file that is not an
-    rnnkit checkpoint, another format version, truncation, corruption or an edit.
+    rnnkit checkpoint, another format version, truncation, corruption or an edit.  The file is
+    read through :mod:`rnnkit._io` (a device or a file over the input limit refused, the header
+    length checked before the rest is read); a read that fails while running (EIO) is an
+    OSError naming the file.
     """
     from ._io import InputError, open_input
 
@@ -149,10 +152,10 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with open_input(path, what="checkpoint file") as f:
             data = _read_bounded(f)
-    except InputError as e:
+    except InputError as e:  # missing, unreadable, a device, over the limit: one line
         raise CheckpointError(str(e)) from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    # An OSError while reading (EIO: the disk failing) passes on as one, naming the file: a
+    # failure while running, not a bad file.
     try:
         return _parse(data)
     except CheckpointError as e:

@@ -52,7 +52,7 @@ def test_adam_rows_follow_torch_sparse_adam():
         g, ids, dx = _sparse(10 + s, rows)
         opt.step({"w": p}, {"w": g})
         ref.grad = torch.sparse_coo_tensor(torch.from_numpy(ids)[None], torch.from_numpy(dx),
-                                           (V, E)).coalesce()
+                                           (V, E), check_invariants=True).coalesce()
         topt.step()
         np.testing.assert_allclose(p, ref.detach().numpy(), atol=1e-12)
     np.testing.assert_array_equal(p[[0, 2]], untouched_before)  # never in a batch: untouched

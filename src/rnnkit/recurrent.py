@@ -19,6 +19,7 @@ it would have alone.  The reverse direction reverses each sequence within its ow
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,7 +271,7 @@ def _positions(T, N, lengths, reverse):
     return np.ascontiguousarray(reverse_index(L, T), dtype=np.int64)
 
 
-_pool = None  # (executor, its number of threads), made on first use, grown when asked
+_pool = None  # (executor, its number of threads, pid), made on first use, grown when asked
 
 
 def _on_rows(plan, N, body):
@@ -280,11 +281,13 @@ def _on_rows(plan, N, body):
         body(0, N)
         return
     global _pool
-    if _pool is None or _pool[1] < len(shares) - 1:
+    # A forked child inherits the executor but not its threads: it makes its own.
+    if _pool is None or _pool[1] < len(shares) - 1 or _pool[2] != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
 
         _pool = (ThreadPoolExecutor(max_workers=len(shares) - 1,
-                                    thread_name_prefix="rnnkit-rows"), len(shares) - 1)
+                                    thread_name_prefix="rnnkit-rows"), len(shares) - 1,
+                 os.getpid())
     futures = [_pool[0].submit(body, n0, n1) for n0, n1 in shares[1:]]
     try:
         body(*shares[0])  # the calling thread takes the first share

@@ -49,8 +49,9 @@ window.addEventListener('load', function(){
       function(s){ return [s.textContent, getComputedStyle(s).backgroundColor]; }) : null;
   var t = toks[3]; t.focus();
   var tip = t.querySelector('.tip'), tr = tip.getBoundingClientRect();
+  var desc = document.getElementById(t.getAttribute('aria-describedby'));
   res.focus = {active: document.activeElement === t, display: getComputedStyle(tip).display,
-               w: tr.width, h: tr.height, text: tip.innerText};
+               w: tr.width, h: tr.height, text: tip.innerText, described: desc === tip};
   res.pwned = document.body.dataset.pwned || null;
   res.svg = document.querySelectorAll('#gates svg rect').length;
   var pre = document.createElement('pre'); pre.id = 'probe-result';
@@ -119,6 +120,7 @@ def test_dom_as_rendered(page):
     # Keyboard: a focused token shows its top-5 box.
     f = res["focus"]
     assert f["active"] and f["display"] == "block" and f["w"] > 50 and f["h"] > 30
+    assert f["described"]  # screen readers read the same box (aria-describedby)
     assert "top-5" in f["text"] and "surprisal" in f["text"]
     assert res["svg"] >= 3 * 3  # three LSTM gates, three rectangles each
 

@@ -291,12 +291,12 @@ th{background:#f4f4f4} td.text{text-align:left;max-width:480px;overflow:hidden;t
 """
 
 
-def _tip(tok: dict) -> str:
+def _tip(tok: dict, tip_id: str) -> str:
     lp = tok["logprob"]
     rows = "".join(f"<tr><td><b>{html.escape(_named(t))}</b></td><td>{p:.3f}</td></tr>"
                    for t, p in tok["top"])
     unk = " (unknown: scored as &lt;unk&gt;)" if tok["unknown"] else ""
-    return (f'<span class="tip" role="tooltip"><b>{html.escape(_named(tok["token"]))}</b>{unk}: '
+    return (f'<span class="tip" role="tooltip" id="{tip_id}"><b>{html.escape(_named(tok["token"]))}</b>{unk}: '
             f"p = {math.exp(lp):.4f}, surprisal {-lp:.3f} nats = {-lp / math.log(2):.3f} bits"
             f"<br>top-5 next-token guesses:<table>{rows}</table></span>")
 
@@ -318,7 +318,8 @@ def _token_line(line: dict, sep: str, n: int) -> str:
         spans.append(
             f'<span class="{cls}" tabindex="0" id="t{n}-{j}" data-token="{html.escape(tok["token"])}" '
             f'data-bits="{bits:.4f}" style="background:{bg};color:{fg}" '
-            f'title="{html.escape(_title(tok))}">{html.escape(_shown(tok["token"]))}{_tip(tok)}</span>')
+            f'aria-describedby="tip{n}-{j}" title="{html.escape(_title(tok))}">'
+            f'{html.escape(_shown(tok["token"]))}{_tip(tok, f"tip{n}-{j}")}</span>')
     return f'<div class="line" data-line="{n}">' + sep.join(spans) + "</div>"
 
 

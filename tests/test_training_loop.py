@@ -117,3 +117,10 @@ def test_stacked_dropout_is_split_independent_when_time_equals_the_share():
     assert abs(full - (a + b) / 2) < 1e-12
     for k in g:
         np.testing.assert_allclose(g[k], (ga[k] + gb[k]) / 2, rtol=1e-10, atol=1e-13)
+
+
+def test_flattened_time_major_masks_follow_their_example():
+    """The LM's output layer drops on (T*N, H): example j owns rows j, N + j, ..."""
+    whole = ExampleRNG(5, 1, [0, 1, 2, 3]).random((3 * 4, 6)).reshape(3, 4, 6)
+    part = ExampleRNG(5, 1, [2, 3]).random((3 * 2, 6)).reshape(3, 2, 6)
+    np.testing.assert_array_equal(whole[:, 2:], part)

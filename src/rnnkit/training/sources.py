@@ -33,8 +33,9 @@ class ExampleRNG:
     generator per example, seeded by ``(seed, step, global index, call number)``.
 
     The batch axis: :meth:`random_batch` is told it (the time-major recurrent layers call it
-    with axis 1); :meth:`random` (numpy's name, used by batch-major callers) takes axis 0,
-    or axis 1 when only that one has the batch's size.  Each example's slice is drawn in
+    with axis 1); :meth:`random` (numpy's name, used by the Dropout layer) takes axis 0, or
+    axis 1 when only that one has the batch's size, and reads a 2-D (T*N, D) shape as a
+    flattened time-major batch.  Each example's slice is drawn in
     row-major order, so a longer padding changes none of the real positions.
     """
 
@@ -46,6 +47,10 @@ class ExampleRNG:
     def random(self, size=None):
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
         n = len(self.indices)
+        if len(shape) == 2 and n and shape[0] != n and shape[0] % n == 0:
+            # A time-major batch flattened to (T*N, D), as the language model's output layer
+            # takes it: example j owns rows j, N + j, 2N + j, ...
+            return self.random_batch((shape[0] // n, n, shape[1]), 1).reshape(shape)
         axis = 1 if len(shape) >= 3 and shape[0] != n and shape[1] == n else 0
         return self.random_batch(shape, axis)
 

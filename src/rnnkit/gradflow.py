@@ -1,9 +1,8 @@
 """The vanishing (and exploding) gradient, measured: ‖∂L_T/∂h_t‖ against the distance T − t.
 
-A loss is put on the last step T of a sequence only; the hand-written backward of the
-reference path (:mod:`rnnkit.cells`, the DirectionCache of :mod:`rnnkit.recurrent`) carries
-it back through time, and the gradient with respect to the hidden state h_t is read at every
-step on the way.  For a plain tanh RNN its norm falls geometrically with the distance (the
+A loss is put on the last step T of a sequence only; the hand-written step backward of the
+reference cells (:mod:`rnnkit.cells`) carries it back through time, and the gradient with
+respect to the hidden state h_t is read at every step on the way.  For a plain tanh RNN its norm falls geometrically with the distance (the
 recurrent Jacobian's norm is usually below 1); gated cells keep it far longer.
 
 Shapes: N sequences, T time, D input, E embedding, H hidden, L layers, V vocabulary.

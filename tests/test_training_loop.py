@@ -124,3 +124,20 @@ def test_flattened_time_major_masks_follow_their_example():
     whole = ExampleRNG(5, 1, [0, 1, 2, 3]).random((3 * 4, 6)).reshape(3, 4, 6)
     part = ExampleRNG(5, 1, [2, 3]).random((3 * 2, 6)).reshape(3, 2, 6)
     np.testing.assert_array_equal(whole[:, 2:], part)
+
+
+@pytest.mark.parametrize("extra", [{}, {"softmax": "adaptive", "cutoffs": "8"},
+                                   {"tie_embeddings": True}])
+def test_word_lm_with_dropout_trains_through_the_loop(extra, tmp_path):
+    """Every place the language model draws a dropout mask (embedding, between layers, the
+    flattened output) takes the loop's per-example generator."""
+    from rnnkit.lm.train import Trainer, TrainOptions
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"the {a} sat on the {b} .\n" for a in ("cat", "dog", "bird")
+                              for b in ("mat", "rug")) * 6, encoding="utf-8")
+    opts = TrainOptions(out=str(tmp_path / "r"), corpus=[str(corpus)], level="word", layers=2,
+                        hidden=8, embed=8, seq_len=5, batch=3, steps=3, dropout=0.3,
+                        eval_every=3, **extra)
+    summary = Trainer(opts, stream=open("/dev/null", "w")).run()
+    assert summary["steps"] == 3 and np.isfinite(summary["best_val_loss"])

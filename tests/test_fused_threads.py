@@ -131,7 +131,8 @@ def test_plan_by_load_and_size(monkeypatch):
     idle = blas.plan(32, 1 << 23, load=0.3)
     assert (idle.workers, idle.blas) == (2, 1)
     busy = blas.plan(32, 1 << 23, load=5.0)
-    assert (busy.workers, busy.blas) == (1, 1) and "load 5.0" in busy.reason
+    assert (busy.workers, busy.blas, busy.hoisted) == (1, 1, 1) and "load 5.0" in busy.reason
+    assert idle.hoisted == 0
     gen = blas.plan(1, 1 << 18, load=0.3)
     assert (gen.workers, gen.blas) == (1, 1)
     big = blas.plan(1, 1 << 22, load=0.3)  # batch 1, H 1024 LSTM: BLAS splits the product

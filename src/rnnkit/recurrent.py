@@ -303,6 +303,17 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
     """:func:`run_forward` on the fused cell ``cell``: same arguments, same results."""
     blas = _blas()
     GH, H = w_hh.shape
+    N = ids.shape[1] if table is not None else x.shape[1]
+    plan = blas.plan(N, N * GH * H)
+    with blas.threads(plan.hoisted):
+        return _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, reverse,
+                              table, ids, store)
+
+
+def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, reverse, table, ids,
+                   store):
+    blas = _blas()
+    GH, H = w_hh.shape
     if table is None:
         T, N, D = x.shape
         xp = x.reshape(T * N, D) @ w_ih.T
@@ -352,7 +363,6 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
             for t in range(T):
                 step(w, t, t & 1, (t + 1) & 1, n0, n1)
 
-    plan = blas.plan(N, N * GH * H)
     with blas.threads(plan.blas):
         _on_rows(plan, N, loop)
     last = T if store else T & 1
@@ -377,6 +387,14 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache, *, re
     """
     blas = _blas()
     src = cache.work
+    plan = blas.plan(src.N, src.N * src.w_hh.shape[0] * src.H)
+    with blas.threads(plan.hoisted):
+        return _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release)
+
+
+def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
+    blas = _blas()
+    src = cache.work
     N, H, dtype = src.N, src.H, src.dtype
     has_cell = cell.has_cell
     # A fresh work object (shallow copy): the cache itself is never mutated.
@@ -396,7 +414,6 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache, *, re
         for t in range(T - 1, -1, -1):
             step(w, t, n0, n1)
 
-    plan = blas.plan(N, N * w.w_hh.shape[0] * H)
     with blas.threads(plan.blas):
         _on_rows(plan, N, loop)
     dh0 = w.dhrec + w.dhd

@@ -9,8 +9,9 @@ rows — recurrent product on one BLAS thread, then the gate kernel, both releas
 with no synchronisation per time step (rows of a batch never interact in the recurrence).
 The large hoisted products (input projection, weight gradients) keep all BLAS threads.
 
-The plan depends on the machine's load (one worker when the 1-minute load average says
-every core is taken — our own threads included), so it is visible: :func:`describe` gives
+The plan depends on the machine's load (one worker, and every product of the layer on one
+BLAS thread, when the 1-minute load average says every core is taken — our own threads
+included), so it is visible: :func:`describe` gives
 one line (``rnnkit train`` prints it once), and ``RNNKIT_STEP_THREADS=n`` overrides it (n
 workers, 1 BLAS thread each).
 """
@@ -72,6 +73,7 @@ class ThreadPlan:
     workers: int
     blas: int
     reason: str
+    hoisted: int = 0  # BLAS threads for the large products around the loop (0: all)
 
     def shares(self, N: int) -> list[tuple[int, int]]:
         """Row ranges [n0, n1) of the workers, as equal as can be."""
@@ -84,7 +86,9 @@ class ThreadPlan:
             ("s" if self.blas > 1 else "")
         loop = "time loop on 1 thread" if self.workers == 1 else \
             f"time loop on {self.workers} threads, each over its share of the batch rows"
-        return f"{loop}, {blas} per step product ({self.reason})"
+        big = "all BLAS threads" if self.hoisted == 0 else f"{self.hoisted} BLAS thread" + \
+            ("s" if self.hoisted > 1 else "")
+        return f"{loop}, {blas} per step product, {big} for the large ones ({self.reason})"
 
 
 def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
@@ -99,8 +103,11 @@ def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
     if c < 2:
         return ThreadPlan(1, 1, "one core")
     if load is None or load >= c + 0.5:
+        # Every BLAS call on one thread, the large ones too: a descheduled BLAS thread stalls
+        # the others at each call's end (char-LM LSTM step at load 12: 1.03-1.1 s with the
+        # hoisted products on two threads, 0.59-0.64 s on one).
         why = "no load average" if load is None else f"load {load:.1f} on {c} cores"
-        return ThreadPlan(1, 1, why + ": one thread")
+        return ThreadPlan(1, 1, why + ": one thread", hoisted=1)
     workers = min(c, N // MIN_ROWS)
     if workers >= 2:
         return ThreadPlan(workers, 1, f"load {load:.1f} on {c} cores, N={N}")

@@ -121,11 +121,19 @@ def describe(N: int, hidden: int, gates: int) -> str:
     return plan(N, N * gates * hidden * hidden).describe()
 
 
-def plan_line(cell: str, N: int, hidden: int) -> str:
-    """``thread plan: ...`` for a ``cell`` ('lstm', 'gru', 'rnn') layer at batch N — the line
-    ``rnnkit train`` prints once at its start."""
+def plan_for(cell: str, N: int, hidden: int) -> ThreadPlan:
+    """The plan of a ``cell`` ('lstm', 'gru', 'rnn') layer at batch N and hidden size H.
+
+    A training loop can run each whole step under ``threads(plan_for(...).hoisted)`` so the
+    products outside the recurrent layers (output layer, ...) follow the same load rule."""
     gates = {"lstm": 4, "gru": 3}.get(cell, 1)
-    return f"thread plan: {describe(N, hidden, gates)}; override with {ENV}=n"
+    return plan(N, N * gates * hidden * hidden)
+
+
+def plan_line(cell: str, N: int, hidden: int) -> str:
+    """``thread plan: ...`` for a ``cell`` layer at batch N — the line ``rnnkit train`` prints
+    once at its start."""
+    return f"thread plan: {plan_for(cell, N, hidden).describe()}; override with {ENV}=n"
 
 
 _controller = None

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .. import _checks
 from ..data.corpus import default_corpus, default_corpus_info, read_text, split_validation
 from ..data.tokenize import get_tokenizer
 from ..data.vocab import Vocab
 from ..progress import ProgressReporter, plot_metrics
-from .options import TrainOptions  # noqa: F401  (the options live with the LM)
 from ..training.signals import TrainingError  # noqa: F401  (re-exported)
 from .bundle import CHECKPOINT_FILE, MODEL_FILE
+from .options import TrainOptions  # noqa: F401  (the options live with the LM)
 
 TASK = "lm"
 

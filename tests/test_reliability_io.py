@@ -102,7 +102,8 @@ def test_regular_file_over_the_limit_refused_from_its_size(tmp_path, limit, monk
     limit(100)
     reads = []
     real_read = rio.InputFile.read
-    monkeypatch.setattr(rio.InputFile, "read", lambda self, n: reads.append(n) or real_read(self, n))
+    monkeypatch.setattr(rio.InputFile, "read",
+                        lambda self, n: reads.append(n) or real_read(self, n))
     with pytest.raises(InputError, match=r"big.txt: larger than the input limit of 100 bytes "
                                          r"\(100 bytes\); set RNNKIT_MAX_INPUT_BYTES to raise it"):
         read_text(p)
@@ -348,3 +349,31 @@ def test_stream_batcher_keeps_the_ids_dtype_and_gives_int64_chunks():
         (xa, ya), (xb, yb) = a.chunk(k), b.chunk(k)
         assert xb.dtype == yb.dtype == np.int64
         assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+
+
+# ---- errors while running name their file ------------------------------------------------
+
+def test_named_errors_puts_the_file_on_a_bare_oserror(tmp_path):
+    import errno
+
+    with pytest.raises(OSError) as info:
+        with rio.named_errors(tmp_path / "metrics.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(tmp_path / "metrics.jsonl")
+    with pytest.raises(FileNotFoundError) as info:  # one that names its file is left alone
+        with rio.named_errors("other"):
+            open(tmp_path / "missing", "rb")
+    assert info.value.filename == str(tmp_path / "missing")
+
+
+def test_a_read_failing_while_running_is_an_oserror_naming_the_file(ckpt, monkeypatch):
+    import errno
+
+    def failing_read(self, n):
+        raise OSError(errno.EIO, f"{self.name}: cannot read it (Input/output error)")
+    monkeypatch.setattr(rio.InputFile, "read", failing_read)
+    with pytest.raises(OSError) as info:  # not a CheckpointError: the file is not to blame
+        load_checkpoint(ckpt)
+    assert not isinstance(info.value, ValueError) and info.value.errno == errno.EIO
+    assert str(ckpt) in info.value.strerror

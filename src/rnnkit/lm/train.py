@@ -58,7 +58,8 @@ _OPTION_DEFAULTS = {"softmax": "full", "cutoffs": None, "tie_embeddings": False,
 
 
 def _older_options(meta: dict) -> None:
-    opts = (meta.get("run") or {}).get("options") if isinstance(meta, dict) else None
+    run = meta.get("run") if isinstance(meta, dict) else None
+    opts = run.get("options") if isinstance(run, dict) else None
     if isinstance(opts, dict):
         for k, v in _OPTION_DEFAULTS.items():
             opts.setdefault(k, v)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import rnnkit._io as rio
 import rnnkit.data.tokenize as tokmod
-from rnnkit._io import InputError, read_input_bytes, read_stdin_bytes
+from rnnkit._io import InputError, read_stdin_bytes
 from rnnkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.corpus import read_text
@@ -236,7 +236,7 @@ def test_padded_model_file_refused_before_its_data(ckpt, bytes_read):
     with open(ckpt, "r+b") as f:
         f.truncate(1 << 30)  # a real header, then a sparse gigabyte
     with pytest.raises(CheckpointError, match="corrupted tensor data .*the header describes 48 "
-                                              f"bytes of tensors, the file holds"):
+                                              "bytes of tensors, the file holds"):
         load_checkpoint(ckpt)
     assert sum(bytes_read) < size  # header only
 

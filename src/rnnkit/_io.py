@@ -22,7 +22,6 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 DEFAULT_MAX_INPUT_BYTES = 2 * 1024 ** 3
 MAX_INPUT_ENV = "RNNKIT_MAX_INPUT_BYTES"

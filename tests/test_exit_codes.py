@@ -295,3 +295,22 @@ def test_other_commands_stdout_closed_and_device(command, p, tmp_path, capsys, m
     # export looks for a regular model.safetensors first and says there is none
     says = "no model.safetensors" if command == "export" else "is a device, not a regular file"
     assert says in line and "zero" in line, line
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["train", "--help"], []])
+def test_help_and_version_with_nowhere_to_write(argv, capsys, monkeypatch):
+    # argparse itself would swallow the failed write and exit 0 (or print help on stderr).
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdout", None)
+        assert main(argv) == 2
+    assert "standard output is closed" in _one_line(capsys.readouterr().err)
+    full = open("/dev/full", "w", buffering=1)  # line-buffered: the write itself fails
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(sys, "stdout", full)
+            code = main(argv)
+    finally:
+        full.close()
+    err = capsys.readouterr().err
+    assert code == 1 and _one_line(err).endswith("cannot write to standard output "
+                                                 "(No space left on device)")

@@ -20,6 +20,10 @@ class UsageError(ValueError):
     """A user's mistake that the CLI reports in one line."""
 
 
+class _StdoutClosed(Exception):
+    """argparse was asked to print (--help, --version) with no standard output."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the usage block is one ``--help`` away.
 
@@ -28,6 +32,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _print_message(self, message, file=None):
+        # argparse swallows a failed write (``--version > /dev/full`` would exit 0 having
+        # written nothing) and sends --help to stderr when stdout is closed; main reports
+        # both instead.  A usage error that cannot reach stderr keeps its exit status 2.
+        if not message:
+            return
+        if file is None:  # stdout, closed
+            raise _StdoutClosed
+        if file is sys.stderr:
+            try:
+                file.write(message)
+            except (OSError, ValueError):
+                pass
+            return
+        file.write(message)
 
 
 # The modules whose ``register(subparsers)`` adds commands, in ``--help`` order.
@@ -59,10 +79,17 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error already printed
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         return _finish_output(code, "rnnkit")
+    except _StdoutClosed:  # --help or --version with nowhere to go
+        return _error("rnnkit", _STDOUT_CLOSED, 2)
+    except OSError as e:  # --help or --version into a failing stdout (/dev/full)
+        return _output_failed(e, "rnnkit")
     if getattr(args, "func", None) is None:
         if _stdout_closed():
             return _error("rnnkit", _STDOUT_CLOSED, 2)
-        parser.print_help()
+        try:
+            parser.print_help()
+        except OSError as e:
+            return _output_failed(e, "rnnkit")
         return _finish_output(0 if args.command is None else 2, "rnnkit")
     name = f"rnnkit {args.command}"
     seed = getattr(args, "seed", None)
@@ -247,14 +274,17 @@ def _finish_output(code: int, name: str) -> int:
     try:
         if sys.stdout is not None:
             sys.stdout.flush()
-    except BrokenPipeError:
-        _discard_stdout()
-        return code or 1
-    except (OSError, ValueError) as e:
-        _discard_stdout()
-        reason = getattr(e, "strerror", None) or e
-        return _error(name, f"cannot write to standard output ({reason})", 1)
+    except OSError as e:
+        return _output_failed(e, name, code)
     return code
+
+
+def _output_failed(e: OSError, name: str, code: int = 0) -> int:
+    """A write to stdout failed: quietly 1 for a closed pipe, else one line and exit 1."""
+    _discard_stdout()
+    if isinstance(e, BrokenPipeError):
+        return code or 1
+    return _error(name, f"cannot write to standard output ({e.strerror or e})", 1)
 
 
 def _non_utf8_argument(argv) -> str | None:

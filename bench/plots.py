@@ -3,6 +3,7 @@ PyTorch side by side, from a bench/run.py results file (the "train" rows: the ch
 and its scaling variants).
 
     .venv/bin/python bench/plots.py bench/results-quiet.json     # -> bench/scaling-*.png
+    .venv/bin/python bench/plots.py bench/results-cpu-1thread.json --prefix scaling-cpu-1thread
 
 One PNG per cell (``scaling-lstm.png``, ...), three panels each: H (N 32, T 100), N (H 256,
 T 100) and T (H 256, N 32), log-scaled tokens/s, the ratio printed over each rnnkit point.
@@ -33,7 +34,7 @@ def series(rows, mode, axis):
     return xs, [pts[x][0] for x in xs], [pts[x][1] for x in xs]
 
 
-def plot(results_file: Path, out_dir: Path, label: str) -> list[Path]:
+def plot(results_file: Path, out_dir: Path, label: str, prefix: str = "scaling") -> list[Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -68,7 +69,7 @@ def plot(results_file: Path, out_dir: Path, label: str) -> list[Path]:
         fig.suptitle(f"{mode.upper()} training step, rnnkit vs PyTorch "
                      f"({results_file.name}{load_txt}) {label}".strip())
         fig.tight_layout()
-        path = out_dir / f"scaling-{mode}.png"
+        path = out_dir / f"{prefix}-{mode}.png"
         tmp = path.with_suffix(".tmp.png")
         fig.savefig(tmp, dpi=90)
         tmp.replace(path)
@@ -81,8 +82,9 @@ def main(argv=None):
     ap.add_argument("results", nargs="?", default=str(HERE / "results-quiet.json"))
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--label", default="")
+    ap.add_argument("--prefix", default="scaling", help="PNG names: PREFIX-CELL.png")
     a = ap.parse_args(argv)
-    for p in plot(Path(a.results), Path(a.out), a.label):
+    for p in plot(Path(a.results), Path(a.out), a.label, a.prefix):
         print(p)
     return 0
 

@@ -11,9 +11,11 @@ The large hoisted products (input projection, weight gradients) keep all BLAS th
 
 The plan depends on the machine's load (one worker, and every product of the layer on one
 BLAS thread, when the 1-minute load average says every core is taken — our own threads
-included), so it is visible: :func:`describe` gives
-one line (``rnnkit train`` prints it once), and ``RNNKIT_STEP_THREADS=n`` overrides it (n
-workers, 1 BLAS thread each).
+included), so it is visible — :func:`plan_line` is one line for ``rnnkit train`` to print
+once — and ``RNNKIT_STEP_THREADS=n`` overrides it (n workers, 1 BLAS thread each in the loop).
+Rows split this way give bitwise the same results as one thread with NumPy's OpenBLAS (its
+per-element sums do not depend on how the rows are cut), so a plan that changes with the
+load does not change a run's numbers.
 """
 
 from __future__ import annotations

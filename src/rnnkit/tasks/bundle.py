@@ -51,7 +51,7 @@ def load_bundle(path, task):
     if kind != kind_of(task):
         shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:37] + "..."
         raise CheckpointError(f"{file}: holds a {shown} model, not a {task.name} model")
-    cls = task.model_class
+    cls = task.model_class_for(meta)
     try:
         config = config_from_json(cls.config_class, meta["config"])
         task.check_description(config, meta)

@@ -98,6 +98,10 @@ class Task:
     def config(self, meta, opts, extra: dict):
         raise NotImplementedError
 
+    def model_class_for(self, meta) -> type:
+        """The model class a model file's description names (one per task but classify)."""
+        return self.model_class
+
     def build_model(self, meta, opts, extra: dict | None = None):
         """The model for a description and the train options ``opts`` (embed, hidden,
         layers, cell, bidirectional, dropout, seed and the task's own, e.g. pooling);
@@ -174,8 +178,34 @@ class Classify(Task):
     def config(self, meta, opts, extra):
         from ..models import ClassifierConfig
 
+        if getattr(opts, "model", "rnn") == "conv":
+            from ..models.conv_classifier import ConvClassifierConfig
+
+            pooling = getattr(opts, "pooling", "max")
+            return ConvClassifierConfig(
+                len(self.source_vocab(meta)), len(meta["labels"]), embed_dim=opts.embed,
+                hidden_size=opts.hidden, num_layers=opts.layers,
+                kernel_size=getattr(opts, "kernel", 5),
+                pooling="mean" if pooling == "mean" else "max", dropout=opts.dropout,
+                dtype="float32", seed=opts.seed)
         return ClassifierConfig(len(self.source_vocab(meta)), len(meta["labels"]),
                                 pooling=getattr(opts, "pooling", "last"), **common_config(opts))
+
+    def build_model(self, meta, opts, extra=None):
+        config = self.config(meta, opts, extra or {})
+        return self._class_of(config.to_json())(config)
+
+    def model_class_for(self, meta):
+        config = meta.get("config") if isinstance(meta, dict) else None
+        return self._class_of(config if isinstance(config, dict) else {})
+
+    def _class_of(self, config: dict):
+        """The convolutional classifier's config says so (``architecture: conv``)."""
+        if config.get("architecture") == "conv":
+            from ..models.conv_classifier import ConvClassifier
+
+            return ConvClassifier
+        return self.model_class
 
     @staticmethod
     def num_outputs(config):

@@ -61,6 +61,11 @@ class TaskTrainOptions:
                         tasks=("classify",))
     pooling: str = option("last", "how the outputs become one vector",
                           choices=("last", "mean", "max"), tasks=("classify",))
+    model: str = option("rnn", "rnn (the recurrent classifier) or conv (--layers dilated "
+                        "Conv1D layers of --hidden channels; --pooling last means max)",
+                        choices=("rnn", "conv"), tasks=("classify",))
+    kernel: int = option(5, "conv: kernel size (layer l has dilation 2**l)", type=int,
+                         tasks=("classify",))
     source_level: str = option("char", "source tokens", choices=LEVELS, tasks=("seq2seq",))
     target_level: str = option("char", "target tokens", choices=LEVELS, tasks=("seq2seq",))
     attention: str = option("additive", "how the decoder reads the encoder's outputs at each "
@@ -99,6 +104,9 @@ class TaskTrainOptions:
                              f"{str(self.attention)[:40]!r}")
         if self.pooling not in ("last", "mean", "max"):
             raise ValueError(f"--pooling must be last, mean or max, got {self.pooling!r}")
+        if self.model not in ("rnn", "conv"):
+            raise ValueError(f"--model must be rnn or conv, got {str(self.model)[:40]!r}")
+        _positive(self.kernel, "kernel")
 
 
 def _positive(v, name):

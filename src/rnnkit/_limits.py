@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 MEMORY_ENV = "RNNKIT_MEMORY_BYTES"
-_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 _FLOAT = 4  # float32
 
 
@@ -50,7 +49,9 @@ def training_need(args) -> tuple[int, list[str]]:
     H, E, L = _int(args, "hidden"), _int(args, "embed") or 1, _int(args, "layers") or 1
     if H is None:
         return 0, []
-    G = _GATES.get(getattr(args, "cell", "lstm"), 4)
+    from .cells import CELLS
+
+    G = getattr(CELLS.get(getattr(args, "cell", "lstm")), "gates", 4)
     dirs = 2 if getattr(args, "bidirectional", False) else 1
     first_in = max(E, 1)
     deeper_in = dirs * H

@@ -138,7 +138,7 @@ def cmd_train(args) -> int:
     if not speaks:
         return summary["exit_code"] if summary["interrupted"] else 0
     if args.json:
-        print(json.dumps(summary))
+        print(_json(summary))
     else:
         best = summary["best_val_loss"]
         state = "interrupted; resume with --resume" if summary["interrupted"] else "done"

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import CELLS
+
 _RNN_KEY = re.compile(r"^(.*?)((weight|bias)_(ih|hh)_l(\d+)(_reverse)?)$")
-CELLS = ("rnn", "gru", "lstm")
 
 
 @dataclass

@@ -128,8 +128,9 @@ def plan_for(cell: str, N: int, hidden: int) -> ThreadPlan:
 
     A training loop can run each whole step under ``threads(plan_for(...).hoisted)`` so the
     products outside the recurrent layers (output layer, ...) follow the same load rule."""
-    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
-    return plan(N, N * gates * hidden * hidden)
+    from ..cells import gate_count
+
+    return plan(N, N * gate_count(cell) * hidden * hidden)
 
 
 def plan_line(cell: str, N: int, hidden: int) -> str:

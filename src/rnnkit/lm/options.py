@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from ..training.options import option
 
+# The names of rnnkit.cells.CELLS, spelled out so that building the command line does not
+# import NumPy (a test holds the two equal).
+CELL_NAMES = ("lstm", "gru", "rnn")
+
 
 @dataclass
 class TrainOptions:
@@ -28,7 +32,7 @@ class TrainOptions:
                              metavar="FILE")
     val_fraction: float = option(0.05, "share of the corpus held out when there is no --val",
                                  type=float)
-    cell: str = option("lstm", "recurrent cell", choices=("lstm", "gru", "rnn"))
+    cell: str = option("lstm", "recurrent cell", choices=CELL_NAMES)
     layers: int = option(2, "stacked recurrent layers", type=int)
     hidden: int = option(256, "hidden units per layer", type=int)
     embed: int = option(64, "embedding size", type=int)
@@ -93,8 +97,9 @@ class TrainOptions:
             _checks.check_positive_int(getattr(self, name), name.replace("_", "-"))
         if self.max_vocab is not None:
             _checks.check_positive_int(self.max_vocab, "max-vocab", minimum=4)
-        if self.cell not in ("rnn", "gru", "lstm"):
-            raise ValueError(f"unknown cell {self.cell!r}: expected rnn, gru or lstm")
+        from ..cells import check_cell
+
+        check_cell(self.cell)
         if self.level not in ("char", "word"):
             raise ValueError(f"unknown level {self.level!r}: expected char or word")
         if self.optimizer not in ("adam", "sgd"):
@@ -115,7 +120,7 @@ class TrainOptions:
         self.check_output_layer()
 
     def check_output_layer(self) -> None:
-        """--softmax, --cutoffs, --tie-embeddings, --sparse-embedding (issue #16)."""
+        """--softmax, --cutoffs, --tie-embeddings, --sparse-embedding (word-level output layers)."""
         if self.softmax not in ("full", "adaptive"):
             raise ValueError(f"unknown softmax {self.softmax!r}: expected full or adaptive")
         if self.softmax == "adaptive" and self.level != "word":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,11 @@ class Trainer:
             reporter = None
             if root:
                 remove_stale_temporaries(out)
+                from ..kernels.blas import plan_line
+
+                # A thread count that depends on the machine's load is said once, up front.
+                print(plan_line(o.cell, o.batch, o.hidden),
+                      file=self.stream if self.stream is not None else sys.stderr)
                 if resumed is not None:
                     drop_partial_line(out / "metrics.jsonl")
                     # A resumed run's best model is on disk already.

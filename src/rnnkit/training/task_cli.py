@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..lm.options import CELL_NAMES
 from .options import option
 
 LEVELS = ("char", "word")
@@ -34,7 +35,7 @@ class TaskTrainOptions:
                        metavar="DATA.tsv")
     out: str = option(None, "model directory to write", metavar="DIR", required=True)
     val: str | None = option(None, "held-out data in the same format", metavar="FILE")
-    cell: str = option("lstm", "recurrent cell", choices=("lstm", "gru", "rnn"))
+    cell: str = option("lstm", "recurrent cell", choices=CELL_NAMES)
     layers: int = option(1, "stacked recurrent layers", type=int)
     hidden: int = option(128, "hidden units per direction", type=int)
     embed: int = option(64, "embedding size", type=int)

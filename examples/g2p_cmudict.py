@@ -18,8 +18,16 @@ Reported: word error rate (WER: any phoneme wrong) and phoneme error rate (PER: 
 logs greedy WER/PER on the first ``--curve-words`` held-out words every N steps (the curve of
 error against training steps; the weights are still chosen by the validation loss).
 
-    python examples/g2p_cmudict.py                     # the README's run
-    python examples/g2p_cmudict.py --attention none    # the comparison without attention
+    python examples/g2p_cmudict.py                     # attention, 12,000 steps at lr 1e-3
+    python examples/g2p_cmudict.py --attention none    # the plain encoder-decoder
+
+examples/RESULTS.md's runs, in segments (each segment starts from the best weights the
+previous one kept; the batch order restarts with the seed):
+
+    python examples/g2p_cmudict.py --attention none --steps 8000 --curve-every 2000
+    python examples/g2p_cmudict.py --lr 2e-3 --steps 2000 --checkpoint a.state --curve-every 2000
+    python examples/g2p_cmudict.py --init a.state --step-offset 2000 --steps 6000 \
+        --checkpoint b.state --curve-every 2000
     python examples/g2p_cmudict.py --limit 3000 --steps 300   # a quick look
 """
 
@@ -99,16 +107,25 @@ def main(argv=None):
     ap.add_argument("--curve-every", type=int, default=0, metavar="N",
                     help="every N steps, greedy WER/PER on the first --curve-words test words")
     ap.add_argument("--curve-words", type=int, default=2000)
+    ap.add_argument("--init", metavar="STATE",
+                    help="start from the best weights kept in a --checkpoint file of an "
+                         "earlier run of the same model (a run in segments)")
+    ap.add_argument("--step-offset", type=int, default=0, metavar="N",
+                    help="steps the --init run had made (for the curve's step numbers)")
     ap.add_argument("--checkpoint", metavar="FILE",
                     help="keep the training state here; then Ctrl-C ends training early (best "
                          "weights so far) and the run goes on to the evaluation")
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=None,
+                    help="Adam learning rate (default 1e-3 with attention, which diverged at "
+                         "2e-3 once; 2e-3 without)")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only this many words (quick runs)")
     ap.add_argument("--save", metavar="DIR", help="also save the model for `rnnkit seq2seq predict`")
     args = ap.parse_args(argv)
+    if args.lr is None:
+        args.lr = 1e-3 if args.attention != "none" else 2e-3
     t_start = time.perf_counter()
     entries = load_cmudict()
     if args.limit:
@@ -124,6 +141,12 @@ def main(argv=None):
                         dropout=args.dropout, max_target_len=40, seed=args.seed,
                         attention=args.attention)
     model = Seq2Seq(cfg)
+    if args.init:
+        from rnnkit.checkpoint import load_checkpoint
+
+        arrays, _ = load_checkpoint(args.init)
+        model.load_params({k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")})
+        print(f"weights: the best of {args.init}", flush=True)
     print(f"model: bidirectional {args.cell.upper()} encoder, {args.layers} layer(s), H={args.hidden}, "
           f"E={args.embed}, attention {args.attention}; {model.num_parameters():,} parameters",
           flush=True)
@@ -151,7 +174,7 @@ def main(argv=None):
                 t = time.perf_counter()
                 wer, per = scores(model, curve_words, entries, src_vocab, tgt_vocab, 1)
                 curve.append((calls[0], wer, per))
-                print(f"curve: step {calls[0]}: greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%"
+                print(f"curve: step {calls[0] + args.step_offset}: greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%"
                       f"  ({len(curve_words)} test words, {time.perf_counter() - t:.0f}s, "
                       f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
             calls[0] += 1

@@ -28,7 +28,8 @@ previous one kept; the batch order restarts with the seed):
     python examples/g2p_cmudict.py --lr 2e-3 --steps 2000 --checkpoint a.state --curve-every 2000
     python examples/g2p_cmudict.py --init a.state --step-offset 2000 --steps 6000 \
         --checkpoint b.state --curve-every 2000
-    python examples/g2p_cmudict.py --limit 3000 --steps 300   # a quick look
+    # (the curve there used --curve-words 1500); a quick look:
+    python examples/g2p_cmudict.py --limit 3000 --steps 300
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ def _wait_for_progress(proc, out, after):
             return step
         if proc.poll() is not None:
             return step
-        time.sleep(0.01)
+        time.sleep(0.001)
     proc.kill()
     raise AssertionError("training made no progress in 120 s")
 
@@ -373,8 +373,10 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(p, refere
     last, kills = -1, []
     for attempt in range(3):
         proc = _start(p.corpus, out, *(["--resume"] if attempt else []))
-        _wait_for_progress(proc, out, last)
-        time.sleep(rng.uniform(0.0, 0.3))
+        # Kill a few dozen steps on (a step takes a millisecond or two, so a wait in seconds
+        # would often land after the run's end), at a random moment within a step or a save.
+        _wait_for_progress(proc, out, max(last, 0) + rng.randint(3, 60))
+        time.sleep(rng.uniform(0.0, 0.005))
         proc.send_signal(signal.SIGKILL)
         rc = proc.wait(timeout=30)
         # Whenever the kill landed, the last checkpoint on disk is whole and loads.

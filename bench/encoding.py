@@ -1,4 +1,4 @@
-"""Corpus encoding speed and training memory on a large corpus (issue #11 class 1, #12 item 4).
+"""Corpus encoding speed and training memory on a large corpus.
 
     .venv/bin/python bench/encoding.py speed [--mb 20] [--repeats 3]
     .venv/bin/python bench/encoding.py rss SRC_DIR [SRC_DIR ...] [--mb 20] [--steps 5]

@@ -1,4 +1,4 @@
-"""Issue #3's quality benchmark: rnnkit's language-model trainer against a plain PyTorch
+"""Language-model quality benchmark: rnnkit's language-model trainer against a plain PyTorch
 implementation of the same recipe on the same data, split and batches.
 
 Recipe: character LSTM, 2 layers x 256, embedding 64, seq 100, batch 32, Adam 2e-3, global

@@ -1,4 +1,4 @@
-"""Issue #11, the proof: every command family, run with stdout closed, with stdout failing,
+"""Exit codes: every command family, run with stdout closed, with stdout failing,
 with a device file as input and with an extreme value, answers with one line on stderr, no
 traceback, and the exit code of the README's table (2 the user's mistake, 1 a failure while
 running); and that table itself, over the error classes, through ``rnnkit.cli.main``.

@@ -1,4 +1,4 @@
-"""Seq2seq with attention (issue #13) exported: the encoder (decoder's initial state and the
+"""Seq2seq with attention exported: the encoder (decoder's initial state and the
 memory it attends to) and the decoder step with input feeding, in ONNX (ONNX Runtime, float32,
 1e-5; reference evaluator, float64, 1e-9) and PyTorch (1e-5 / 1e-9), ragged sources, every
 step's log-probabilities and attention weights against rnnkit's teacher-forced pass."""

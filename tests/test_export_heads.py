@@ -1,4 +1,4 @@
-"""Language models with the other output heads (issue #16) exported: tied embeddings (with and
+"""Language models with the other output heads exported: tied embeddings (with and
 without the E != H projection) and the adaptive softmax, in ONNX (ONNX Runtime, float32,
 1e-5; reference evaluator, float64, 1e-9) and PyTorch (float32 and float64), ragged rows and
 a generation step from the exported state."""

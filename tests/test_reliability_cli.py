@@ -1,4 +1,4 @@
-"""Issue #6 through the real ``rnnkit`` command: one clear line for every bad input, crash
+"""Reliability through the real ``rnnkit`` command: one clear line for every bad input, crash
 safety under SIGKILL at random moments, Ctrl-C, and NaN/Inf during training.
 
 Most bad inputs run in process through ``rnnkit.cli.main`` (what the ``rnnkit`` script calls);

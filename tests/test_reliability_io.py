@@ -1,4 +1,4 @@
-"""Issue #11, class 1: every file a user gives goes through one bounded reader (rnnkit._io).
+"""Unbounded reads: every file a user gives goes through one bounded reader (rnnkit._io).
 
 Devices, sockets and directories are refused before they are read; pipes (a FIFO, process
 substitution) are read as streams that stop at the input limit or at their first bad byte;

@@ -1,4 +1,4 @@
-"""Issue #11's training classes, for the language model and every task trainer alike:
+"""What training must survive, for the language model and every task trainer alike:
 
 - SIGTERM (``timeout``, ``kill``, Slurm, ``docker stop``) is Ctrl-C: the state is saved, one
   line is printed, the exit status is 143, and ``--resume`` goes on;

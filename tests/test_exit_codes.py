@@ -106,7 +106,10 @@ EXTREME = {
 
 def _one_line(err: str) -> str:
     assert "Traceback" not in err, err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("step ")]
+    # Progress lines and the thread plan that a training run prints at its start are not
+    # messages about the failure.
+    lines = [ln for ln in err.strip().splitlines()
+             if not ln.startswith(("step ", "thread plan: "))]
     assert len(lines) == 1, err
     return lines[0]
 

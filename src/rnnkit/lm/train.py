@@ -220,14 +220,21 @@ class Trainer:
 
         lock = RunLock(out) if root else contextlib.nullcontext()
         with lock:
-            reporter = None
+            reporter, thread_plan = None, None
             if root:
                 remove_stale_temporaries(out)
                 from ..kernels.blas import plan_line
 
-                # A thread count that depends on the machine's load is said once, up front.
-                print(plan_line(o.cell, o.batch, o.hidden),
-                      file=self.stream if self.stream is not None else sys.stderr)
+                # A thread count that depends on the machine's load is said once: up front on
+                # a terminal, and always in the summary (``--json``).  Not on a redirected
+                # stderr, where a failure is one line.
+                thread_plan = plan_line(o.cell, o.batch, o.hidden)
+                stream = self.stream if self.stream is not None else sys.stderr
+                tty = self.tty
+                if tty is None:
+                    tty = bool(getattr(stream, "isatty", None) and stream.isatty())
+                if tty:
+                    print(thread_plan, file=stream)
                 if resumed is not None:
                     drop_partial_line(out / "metrics.jsonl")
                     # A resumed run's best model is on disk already.
@@ -262,4 +269,4 @@ class Trainer:
                 "steps": result.steps, "best_val_loss": result.val_loss,
                 "last_val_loss": result.last_val, "skipped_steps": result.skipped,
                 "interrupted": result.interrupted, "exit_code": result.exit_code,
-                "world_size": world.size}
+                "world_size": world.size, "thread_plan": thread_plan}

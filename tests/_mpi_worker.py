@@ -1,4 +1,4 @@
-"""One training run through the API, for tests/test_mpi.py: as one process or under mpiexec.
+"""One training run through the API, for tests/training/test_mpi.py: as one process or under mpiexec.
 
     python tests/_mpi_worker.py OUT_DIR STEPS
 

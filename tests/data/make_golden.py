@@ -1,4 +1,4 @@
-"""Write the golden model files and the outputs they must give (tests/test_golden.py).
+"""Write the golden model files and the outputs they must give (tests/models/test_golden.py).
 
 One tiny model of each kind — language model (char, word), classifier, tagger, seq2seq,
 conditional generator, feed-forward — saved through rnnkit's own writers into

@@ -4,7 +4,7 @@ Per time step only two things run: the recurrent product on BLAS (``np.matmul`` 
 preallocated buffer) and one compiled kernel doing all the gate math of the step, reading
 and writing (T, N, .) buffers allocated once per sequence.  Everything else is hoisted: the
 input projection of all steps is one product before the loop, the weight gradients one
-product each after it.  The NumPy cells stay the ground truth; ``tests/test_kernels.py``
+product each after it.  The NumPy cells stay the ground truth; ``tests/kernels/test_kernels.py``
 proves both agree.  Kernels are compiled once and cached on disk (numba ``cache=True``).
 
 :func:`available` tells whether Numba imports; layers built with ``backend="auto"`` use this

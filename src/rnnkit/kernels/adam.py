@@ -3,7 +3,7 @@
 The same operations in the same order as the NumPy formula of :class:`rnnkit.optim.Adam`,
 each rounded to the parameter's dtype (the scalars are cast to it first, as NumPy does with
 Python floats), and compiled without fastmath, so no reassociation or fused multiply-add can
-change a result: the update is bit-identical to the NumPy one (tests/test_speed_paths.py).
+change a result: the update is bit-identical to the NumPy one (tests/kernels/test_speed_paths.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from rnnkit.checkpoint import load_checkpoint
 
 BIN = Path(sys.executable).parent
 MPIEXEC = BIN / "mpiexec"
-WORKER = Path(__file__).with_name("_mpi_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "_mpi_worker.py"
 pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec of the mpich wheel "
                                 "(pip install 'rnnkit[mpi]') is not installed")
 

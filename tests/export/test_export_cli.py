@@ -214,7 +214,7 @@ def test_example_samples_with_onnx_runtime_alone(lm_dir, tmp_path, capsys):
 
     out = tmp_path / "lm_onnx"
     assert run(["export", lm_dir[0], out], capsys)[0] == 0
-    script = Path(__file__).resolve().parents[1] / "examples" / "onnx_sample.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "onnx_sample.py"
     assert "rnnkit" not in "".join(line for line in script.read_text().splitlines(True)
                                    if "import" in line)
     res = subprocess.run([sys.executable, str(script), str(out / "model.onnx"), "40"],

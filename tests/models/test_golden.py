@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 spec = importlib.util.spec_from_file_location("make_golden", DATA / "make_golden.py")
 golden = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(golden)

@@ -128,8 +128,6 @@ def _parse_cells(spec):
 
 
 def cmd_gradflow(args) -> int:
-    import numpy as np
-
     from .checkpoint import atomic_write_bytes, atomic_write_text
     from .data.corpus import default_corpus, read_text
     from .gradflow import lm_gradflow, lm_parts, plot

@@ -85,7 +85,6 @@ class SampleOptions:
 
 def register(sub) -> None:
     from .lm.options import TrainOptions
-    from .training.options import add_options
 
     t = sub.add_parser("train", help="train a language model on text files (or the built-in corpus)",
                        description="Train a language model with stateful truncated BPTT "

@@ -41,7 +41,29 @@ class ClassifierConfig(Config):
         _checks.check_choice(self.pooling, "pooling", POOLINGS)
 
 
-class SequenceClassifier(StackModel):
+class ClassOutputs:
+    """Loss and predictions of a model whose ``forward(ids, lengths)`` gives (N, C) logits:
+    shared by the recurrent and the convolutional classifier."""
+
+    def loss(self, ids, lengths, labels, *, training=False, rng=None):
+        """Mean cross-entropy over the batch -> ``(loss, grads)``."""
+        logits, cache = self.forward(ids, lengths, training=training, rng=rng)
+        loss, dlogits = softmax_cross_entropy(logits, np.asarray(labels))
+        return loss, self.backward(dlogits, cache)
+
+    def batch_loss(self, batch, *, training=False, rng=None):
+        return self.loss(batch["ids"], batch["lengths"], batch["labels"], training=training, rng=rng)
+
+    def predict_proba(self, ids, lengths=None) -> np.ndarray:
+        """(N, C) class probabilities."""
+        return softmax(self.forward(ids, lengths)[0])
+
+    def predict(self, ids, lengths=None) -> np.ndarray:
+        """(N,) most probable class ids."""
+        return self.forward(ids, lengths)[0].argmax(axis=-1)
+
+
+class SequenceClassifier(ClassOutputs, StackModel):
     """Sequence -> one label.  params: ``embed.weight``, ``rnn.*`` (torch names), ``out.*``."""
 
     config_class = ClassifierConfig
@@ -88,20 +110,3 @@ class SequenceClassifier(StackModel):
             drnn = np.zeros(rshape, dtype=self.dtype)
             np.put_along_axis(drnn, pcache[:, None, :], dpooled[:, None, :], axis=1)
         return self._read_backward(drnn, rcache, gout)
-
-    def loss(self, ids, lengths, labels, *, training=False, rng=None):
-        """Mean cross-entropy over the batch -> ``(loss, grads)``."""
-        logits, cache = self.forward(ids, lengths, training=training, rng=rng)
-        loss, dlogits = softmax_cross_entropy(logits, np.asarray(labels))
-        return loss, self.backward(dlogits, cache)
-
-    def batch_loss(self, batch, *, training=False, rng=None):
-        return self.loss(batch["ids"], batch["lengths"], batch["labels"], training=training, rng=rng)
-
-    def predict_proba(self, ids, lengths=None) -> np.ndarray:
-        """(N, C) class probabilities."""
-        return softmax(self.forward(ids, lengths)[0])
-
-    def predict(self, ids, lengths=None) -> np.ndarray:
-        """(N,) most probable class ids."""
-        return self.forward(ids, lengths)[0].argmax(axis=-1)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks
-from ..layers.basic import Dropout, Embedding, Linear, softmax, softmax_cross_entropy
+from ..layers.basic import Dropout, Embedding, Linear
 from ..layers.conv import Conv1D
 from .base import Config, Model
+from .classifier import ClassOutputs
 
 POOLINGS = ("max", "mean")
 
@@ -59,7 +60,7 @@ class ConvClassifierConfig(Config):
                                                 for i in range(self.num_layers))
 
 
-class ConvClassifier(Model):
+class ConvClassifier(ClassOutputs, Model):
     """Sequence -> one label by convolution.  params: ``embed.weight``, ``conv{l}.weight``
     (C, D, K), ``conv{l}.bias``, ``out.weight`` (classes, C), ``out.bias``."""
 
@@ -144,20 +145,3 @@ class ConvClassifier(Model):
         out.update({k: grads[k] for k in self.params if k.startswith("conv")})
         out.update({f"out.{k}": v for k, v in g_out.items()})
         return out
-
-    def loss(self, ids, lengths, labels, *, training=False, rng=None):
-        """Mean cross-entropy over the batch -> ``(loss, grads)``."""
-        logits, cache = self.forward(ids, lengths, training=training, rng=rng)
-        loss, dlogits = softmax_cross_entropy(logits, np.asarray(labels))
-        return loss, self.backward(dlogits, cache)
-
-    def batch_loss(self, batch, *, training=False, rng=None):
-        return self.loss(batch["ids"], batch["lengths"], batch["labels"], training=training, rng=rng)
-
-    def predict_proba(self, ids, lengths=None) -> np.ndarray:
-        """(N, classes) class probabilities."""
-        return softmax(self.forward(ids, lengths)[0])
-
-    def predict(self, ids, lengths=None) -> np.ndarray:
-        """(N,) most probable class ids."""
-        return self.forward(ids, lengths)[0].argmax(axis=-1)

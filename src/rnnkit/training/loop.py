@@ -114,7 +114,6 @@ def train(model, source, optimizer, *, steps, clip=0.0, on_nonfinite="stop", sch
     stop (``TrainResult.interrupted``, ``exit_code``); ``run``: the caller's JSON kept in it.
     """
     world = world or Solo()
-    root = world.rank == 0
     if on_nonfinite not in NONFINITE_MODES:
         raise ValueError(f"on_nonfinite must be stop or skip, got {on_nonfinite!r}")
     eval_every = eval_every or max(1, min(steps, 200))
@@ -123,169 +122,202 @@ def train(model, source, optimizer, *, steps, clip=0.0, on_nonfinite="stop", sch
         # Every rank starts from rank 0's weights (they are built from one seed anyway).
         for k, v in model.params.items():
             v[...] = world.bcast_array(v)
-
-    step, skipped, elapsed = 0, 0, 0.0
-    best_val, best_step, best_params = None, None, None
-    running, history, val_loss = [], [], None
-    saved_step = None  # the step of the checkpoint now on disk, for the stop message
+    r = _Run(model, source, optimizer, steps=steps, scheduler=scheduler, evaluate=evaluate,
+             keep_best=keep_best, on_best=on_best, checkpoint=checkpoint, run=run,
+             reporter=reporter, log=log, world=world)
     if resume is not None:
+        r.restore(resume)
+    start_step = r.step
+    if catch_signals is None:
+        catch_signals = checkpoint is not None
+    flag = StopFlag() if catch_signals else contextlib.nullcontext()
+    interrupted, exit_code = False, 0
+    # Overflow is expected when a run diverges; it is detected below and reported in one
+    # line, so numpy's warnings would only be noise on the terminal.
+    with flag as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore",
+                                   under="ignore"):
+        while r.step < steps:
+            want_stop = r.update(stop, reduce, clip, on_nonfinite)
+            is_eval = r.step % eval_every == 0 or r.step == steps
+            if is_eval and evaluate is not None:
+                r.evaluate_now()
+            if is_eval or (log_every and r.step % log_every == 0):
+                r.record(is_eval)
+            if checkpoint is not None and (r.step % checkpoint_every == 0 or r.step == steps):
+                r.save_state()
+            if want_stop:
+                interrupted = True
+                exit_code = stop.exit_code if stop is not None and stop.requested else 130
+                break
+    if interrupted and r.saved_step != r.step and checkpoint is not None:
+        r.save_state()
+    if keep_best and r.best_params is not None:
+        model.load_params(r.best_params)
+    last = r.history[-1] if r.history else {}
+    return TrainResult(r.step, r.seconds(), last.get("train_loss"), r.best_val, r.best_step,
+                       r.skipped, r.history, interrupted, start_step, r.last_val, exit_code)
+
+
+class _Run:
+    """The state of one training run between steps: what a checkpoint holds and restores."""
+
+    def __init__(self, model, source, optimizer, *, steps, scheduler, evaluate, keep_best,
+                 on_best, checkpoint, run, reporter, log, world):
+        self.model, self.source, self.optimizer, self.steps = model, source, optimizer, steps
+        self.scheduler, self.evaluate, self.keep_best, self.on_best = (scheduler, evaluate,
+                                                                       keep_best, on_best)
+        self.checkpoint, self.run, self.reporter, self.log = checkpoint, run, reporter, log
+        self.world, self.root = world, world.rank == 0
+        self.step, self.skipped, self.elapsed = 0, 0, 0.0
+        self.best_val, self.best_step, self.best_params = None, None, None
+        self.running, self.history, self.val_loss, self.last_val = [], [], None, None
+        self.saved_step = None  # the step of the checkpoint now on disk, for the stop message
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.elapsed + time.perf_counter() - self.t0
+
+    def restore(self, resume) -> None:
+        """Weights, optimizer, schedule, source, best weights and records of a checkpoint."""
         arrays, meta = resume
+        model = self.model
         try:
-            step = check_step(meta["step"])
-            if step > steps:
-                raise ValueError(f"it is at step {step}, past the {steps} steps asked for")
+            self.step = check_step(meta["step"])
+            if self.step > self.steps:
+                raise ValueError(f"it is at step {self.step}, past the {self.steps} steps "
+                                 f"asked for")
             params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
             check_arrays_like(params, model.params, "weights")
             model.load_params(params)
             opt_state = dict(meta["optimizer"])
             opt_state.update({k[len("opt/"):]: v for k, v in arrays.items()
                               if k.startswith("opt/")})
-            optimizer.load_state_dict(opt_state)
-            if scheduler is not None:
-                scheduler.load_state_dict(meta["scheduler"])
-            source.load_state_dict(arrays, meta["source"], model)
+            self.optimizer.load_state_dict(opt_state)
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(meta["scheduler"])
+            self.source.load_state_dict(arrays, meta["source"], model)
             best = {k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
             if best:
                 check_arrays_like(best, model.params, "best weights")
-                best_params = best
-            best_val = optional_float(meta["best_val"], "best_val")
-            best_step = None if meta["best_step"] is None else check_step(meta["best_step"],
-                                                                           "best_step")
-            val_loss = optional_float(meta["val_loss"], "val_loss")
-            running = [optional_float(x, "running loss") for x in meta["running"]]
-            if any(x is None for x in running):
+                self.best_params = best
+            self.best_val = optional_float(meta["best_val"], "best_val")
+            self.best_step = (None if meta["best_step"] is None
+                              else check_step(meta["best_step"], "best_step"))
+            self.val_loss = optional_float(meta["val_loss"], "val_loss")
+            self.running = [optional_float(x, "running loss") for x in meta["running"]]
+            if any(x is None for x in self.running):
                 raise ValueError("running losses hold a null")
-            history = list(meta["history"])
-            if not all(isinstance(r, dict) for r in history):
+            self.history = list(meta["history"])
+            if not all(isinstance(r, dict) for r in self.history):
                 raise ValueError("history must be a list of records")
-            skipped = check_step(meta["skipped"], "skipped")
-            elapsed = optional_float(meta["seconds"], "seconds") or 0.0
+            self.skipped = check_step(meta["skipped"], "skipped")
+            self.elapsed = optional_float(meta["seconds"], "seconds") or 0.0
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-            raise ValueError(f"--resume: {checkpoint}: the training state does not fit this "
-                             f"run ({_one_line(e)})") from None
-        saved_step = step
-    start_step = step
-    t0 = time.perf_counter()
+            raise ValueError(f"--resume: {self.checkpoint}: the training state does not fit "
+                             f"this run ({_one_line(e)})") from None
+        self.saved_step = self.step
+        self.t0 = time.perf_counter()  # the run's clock starts once its state is restored
 
-    def save_state():
-        nonlocal saved_step
-        src_arrays, src_meta = source.state_dict()  # collective: every rank takes part
-        saved_step = step
-        if not root:
+    def update(self, stop, reduce, clip, on_nonfinite) -> bool:
+        """One step: batch, loss and gradients (reduced over ranks), the NaN/Inf policy, clip,
+        update.  True when Ctrl-C/SIGTERM asked any rank to stop."""
+        batch = self.source.next(self.step)
+        loss, grads, count, carry = self.source.loss_and_grads(self.model, batch, self.step)
+        want_stop = stop is not None and stop.requested
+        if reduce is not None:
+            grads, loss, count, want_stop = reduce(self.world, grads, loss, count, want_stop)
+        self.step += 1
+        if math.isfinite(loss) and grads_finite(grads):
+            if clip:
+                clip_grad_norm(grads, clip)
+            self.optimizer.step(self.model.params, grads)
+            if not grads_finite(self.model.params):
+                # No way back from here: nothing of this state is saved.
+                raise self.stopped(f"the update at step {self.step} made the weights NaN or Inf")
+            self.source.accept(carry)
+            self.running.append(float(loss))
+            if self.reporter is not None and self.root:
+                self.reporter.update(self.step, loss, tokens=int(count))
+        elif on_nonfinite == "stop":
+            raise self.stopped(f"non-finite loss or gradients at step {self.step} (loss {loss})")
+        else:
+            # Skipped: no update, and a carried state stays that of the last good step.
+            self.skipped += 1
+        return want_stop
+
+    def evaluate_now(self) -> None:
+        """Held-out loss (rank 0 computes, every rank learns it), schedule, best weights."""
+        value = self.world.root_value(lambda: float(self.evaluate(self.model)))
+        self.last_val = value
+        self.val_loss = _finite_or_none(value)
+        if self.scheduler is not None:
+            self.scheduler.step(value)
+        if self.val_loss is not None and (self.best_val is None or self.val_loss < self.best_val):
+            self.best_val, self.best_step = self.val_loss, self.step
+            if self.keep_best:
+                self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+            if self.on_best is not None and self.root:
+                self.on_best(self.step, self.val_loss)
+
+    def save_state(self) -> None:
+        src_arrays, src_meta = self.source.state_dict()  # collective: every rank takes part
+        self.saved_step = self.step
+        if not self.root:
             return
-        arrays = {f"param/{k}": np.ascontiguousarray(v) for k, v in model.params.items()}
-        opt_state = optimizer.state_dict()
+        arrays = {f"param/{k}": np.ascontiguousarray(v) for k, v in self.model.params.items()}
+        opt_state = self.optimizer.state_dict()
         arrays.update({f"opt/{k}": v for k, v in opt_state.items() if isinstance(v, np.ndarray)})
-        if best_params is not None:
-            arrays.update({f"best/{k}": np.ascontiguousarray(v) for k, v in best_params.items()})
+        if self.best_params is not None:
+            arrays.update({f"best/{k}": np.ascontiguousarray(v)
+                           for k, v in self.best_params.items()})
         arrays.update(src_arrays)
-        meta = {"kind": STATE_KIND, "step": step, "steps": steps, "world_size": world.size,
+        meta = {"kind": STATE_KIND, "step": self.step, "steps": self.steps,
+                "world_size": self.world.size,
                 # How each global batch was split over the ranks (rnnkit.training.dist.share).
                 "data_split": "contiguous shares of each global batch; the first "
                               "(batch % world_size) ranks take one more",
                 "optimizer": {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)},
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "source": src_meta, "best_val": best_val, "best_step": best_step,
-                "val_loss": val_loss, "running": running, "history": history,
-                "skipped": skipped, "seconds": round(elapsed + time.perf_counter() - t0, 3),
-                "run": run or {}}
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(checkpoint, arrays, meta)
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "source": src_meta, "best_val": self.best_val, "best_step": self.best_step,
+                "val_loss": self.val_loss, "running": self.running, "history": self.history,
+                "skipped": self.skipped, "seconds": round(self.seconds(), 3),
+                "run": self.run or {}}
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.checkpoint, arrays, meta)
 
-    def stopped(what: str) -> TrainingError:
-        if checkpoint is None:
+    def stopped(self, what: str) -> TrainingError:
+        if self.checkpoint is None:
             kept = "stopped"
-        elif saved_step is None:
+        elif self.saved_step is None:
             kept = "stopped before the first checkpoint was written"
         else:
-            kept = f"stopped; the last good checkpoint (step {saved_step}) in {checkpoint} is kept"
+            kept = (f"stopped; the last good checkpoint (step {self.saved_step}) in "
+                    f"{self.checkpoint} is kept")
         return TrainingError(f"{what}; {kept} (try a lower --lr or --clip"
                              + (", or --on-nonfinite skip)" if "update" not in what else ")"))
 
-    def record(is_eval):
-        nonlocal running
-        train_loss = float(np.mean(running)) if running else None
-        running = []
-        rec = {"step": step, "train_loss": train_loss,
-               "seconds": round(elapsed + time.perf_counter() - t0, 2)}
-        if is_eval and evaluate is not None:
-            rec["val_loss"] = val_loss
-        if skipped:
-            rec["skipped"] = skipped
-        history.append(rec)
-        if not root:
+    def record(self, is_eval) -> None:
+        train_loss = float(np.mean(self.running)) if self.running else None
+        self.running = []
+        rec = {"step": self.step, "train_loss": train_loss,
+               "seconds": round(self.seconds(), 2)}
+        if is_eval and self.evaluate is not None:
+            rec["val_loss"] = self.val_loss
+        if self.skipped:
+            rec["skipped"] = self.skipped
+        self.history.append(rec)
+        if not self.root:
             return
-        if reporter is not None:
-            reporter.log(step, train_loss, val_loss=rec.get("val_loss"), lr=optimizer.lr)
-        if log is not None:
-            msg = f"step {step}/{steps}  train loss {_fmt(train_loss)}"
-            if evaluate is not None and is_eval:
-                msg += f"  val loss {_fmt(val_loss)}"
-            if skipped:
-                msg += f"  ({skipped} skipped)"
-            log(msg + f"  ({rec['seconds']:.0f}s)")
-
-    interrupted, last_val, exit_code = False, None, 0
-    if catch_signals is None:
-        catch_signals = checkpoint is not None
-    flag = StopFlag() if catch_signals else contextlib.nullcontext()
-    # Overflow is expected when a run diverges; it is detected below and reported in one
-    # line, so numpy's warnings would only be noise on the terminal.
-    with flag as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore",
-                                   under="ignore"):
-        while step < steps:
-            batch = source.next(step)
-            loss, grads, count, carry = source.loss_and_grads(model, batch, step)
-            want_stop = stop is not None and stop.requested
-            if reduce is not None:
-                grads, loss, count, want_stop = reduce(world, grads, loss, count, want_stop)
-            step += 1
-            finite = math.isfinite(loss) and grads_finite(grads)
-            if finite:
-                if clip:
-                    clip_grad_norm(grads, clip)
-                optimizer.step(model.params, grads)
-                if not grads_finite(model.params):
-                    # No way back from here: nothing of this state is saved.
-                    raise stopped(f"the update at step {step} made the weights NaN or Inf")
-                source.accept(carry)
-                running.append(float(loss))
-                if reporter is not None and root:
-                    reporter.update(step, loss, tokens=int(count))
-            elif on_nonfinite == "stop":
-                raise stopped(f"non-finite loss or gradients at step {step} (loss {loss})")
-            else:
-                # Skipped: no update, and a carried state stays that of the last good step.
-                skipped += 1
-            is_eval = step % eval_every == 0 or step == steps
-            if is_eval and evaluate is not None:
-                value = world.root_value(lambda: float(evaluate(model)))
-                last_val = value
-                val_loss = _finite_or_none(value)
-                if scheduler is not None:
-                    scheduler.step(value)
-                if val_loss is not None and (best_val is None or val_loss < best_val):
-                    best_val, best_step = val_loss, step
-                    if keep_best:
-                        best_params = {k: v.copy() for k, v in model.params.items()}
-                    if on_best is not None and root:
-                        on_best(step, val_loss)
-            if is_eval or (log_every and step % log_every == 0):
-                record(is_eval)
-            if checkpoint is not None and (step % checkpoint_every == 0 or step == steps):
-                save_state()
-            if want_stop:
-                interrupted = True
-                exit_code = stop.exit_code if stop is not None and stop.requested else 130
-                break
-    if interrupted and saved_step != step and checkpoint is not None:
-        save_state()
-    if keep_best and best_params is not None:
-        model.load_params(best_params)
-    last = history[-1] if history else {}
-    return TrainResult(step, elapsed + time.perf_counter() - t0, last.get("train_loss"),
-                       best_val, best_step, skipped, history, interrupted, start_step,
-                       last_val, exit_code)
+        if self.reporter is not None:
+            self.reporter.log(self.step, train_loss, val_loss=rec.get("val_loss"),
+                              lr=self.optimizer.lr)
+        if self.log is not None:
+            msg = f"step {self.step}/{self.steps}  train loss {_fmt(train_loss)}"
+            if self.evaluate is not None and is_eval:
+                msg += f"  val loss {_fmt(self.val_loss)}"
+            if self.skipped:
+                msg += f"  ({self.skipped} skipped)"
+            self.log(msg + f"  ({rec['seconds']:.0f}s)")
 
 
 def _fmt(x):

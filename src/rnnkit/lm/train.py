@@ -158,38 +158,28 @@ class Trainer:
         return {"vocab": vocab, "train_ids": train_ids, "val_ids": val_ids, "digests": digests,
                 "info": info, "resumed": resumed}
 
-    def run(self) -> dict:
-        from ..models.language_model import LanguageModel, LMConfig
-        from ..optim import ReduceLROnPlateau
-        from ..training import dist
-        from ..training.fitting import make_optimizer
-        from ..training.loop import train
-        from ..training.rundir import RunLock, drop_partial_line, remove_stale_temporaries
-        from ..training.sources import StreamSource
-        from .bundle import bundle_meta, save_model
-        from .score import evaluate_ids
+    def _say_thread_plan(self) -> str:
+        """The thread plan, said once: up front on a terminal, and always in the summary
+        (``--json``); not on a redirected stderr, where a failure is one line."""
+        from ..kernels.blas import plan_line
 
         o = self.opts
-        world = self.world or dist.world()
-        root = world.rank == 0
-        setup = dist.on_root(world, lambda: self._prepare(world))
-        if world.size > 1:
-            setup = setup or {}
-            vocab_json = world.bcast_json(setup["vocab"].to_json() if root else None)
-            setup["vocab"] = Vocab.from_json(vocab_json)
-            for key in ("train_ids", "val_ids"):
-                setup[key] = world.bcast_array(setup.get(key))
-            setup["info"] = world.bcast_json(setup.get("info"))
-            setup["digests"] = world.bcast_json(setup.get("digests"))
-            has_resume = world.bcast_json(setup.get("resumed") is not None)
-            if has_resume:
-                setup["resumed"] = dist.bcast_state(world, *(setup.get("resumed") or ({}, None)))
-            else:
-                setup["resumed"] = None
-        vocab, train_ids, val_ids = setup["vocab"], setup["train_ids"], setup["val_ids"]
-        info, resumed = setup["info"], setup["resumed"]
-        out = Path(o.out)
+        plan = plan_line(o.cell, o.batch, o.hidden)
+        stream = self.stream if self.stream is not None else sys.stderr
+        tty = self.tty
+        if tty is None:
+            tty = bool(getattr(stream, "isatty", None) and stream.isatty())
+        if tty:
+            print(plan, file=stream)
+        return plan
 
+    def _build(self, vocab, train_ids):
+        """The model, its optimizer and the plateau schedule (or None)."""
+        from ..models.language_model import LanguageModel, LMConfig
+        from ..optim import ReduceLROnPlateau
+        from ..training.fitting import make_optimizer
+
+        o = self.opts
         config = LMConfig(vocab_size=len(vocab), cell=o.cell, num_layers=o.layers,
                           hidden_size=o.hidden, embed_dim=o.embed, dropout=o.dropout,
                           dtype=o.dtype, **_output_layer(o, vocab, train_ids))
@@ -201,6 +191,27 @@ class Trainer:
         opt = make_optimizer(o.optimizer, o.lr)
         sched = ReduceLROnPlateau(opt, factor=o.lr_decay, patience=o.patience,
                                   min_lr=o.lr * 1e-3) if o.lr_decay < 1.0 else None
+        return model, opt, sched
+
+    def run(self) -> dict:
+        from ..training import dist
+        from ..training.loop import train
+        from ..training.rundir import RunLock, drop_partial_line, remove_stale_temporaries
+        from ..training.sources import StreamSource
+        from .bundle import bundle_meta, save_model
+        from .score import evaluate_ids
+
+        o = self.opts
+        world = self.world or dist.world()
+        root = world.rank == 0
+        setup = dist.on_root(world, lambda: self._prepare(world))
+        if world.size > 1:
+            setup = _broadcast_setup(world, setup or {})
+        vocab, train_ids, val_ids = setup["vocab"], setup["train_ids"], setup["val_ids"]
+        info, resumed = setup["info"], setup["resumed"]
+        out = Path(o.out)
+
+        model, opt, sched = self._build(vocab, train_ids)
         source = StreamSource(train_ids, o.batch, o.seq_len, seed=o.seed, world=world)
         run_meta = {"task": TASK, "options": o.to_json(), **setup["digests"],
                     "model": bundle_meta(model, vocab, o.level, {}, info)}
@@ -223,18 +234,7 @@ class Trainer:
             reporter, thread_plan = None, None
             if root:
                 remove_stale_temporaries(out)
-                from ..kernels.blas import plan_line
-
-                # A thread count that depends on the machine's load is said once: up front on
-                # a terminal, and always in the summary (``--json``).  Not on a redirected
-                # stderr, where a failure is one line.
-                thread_plan = plan_line(o.cell, o.batch, o.hidden)
-                stream = self.stream if self.stream is not None else sys.stderr
-                tty = self.tty
-                if tty is None:
-                    tty = bool(getattr(stream, "isatty", None) and stream.isatty())
-                if tty:
-                    print(thread_plan, file=stream)
+                thread_plan = self._say_thread_plan()
                 if resumed is not None:
                     drop_partial_line(out / "metrics.jsonl")
                     # A resumed run's best model is on disk already.
@@ -270,3 +270,20 @@ class Trainer:
                 "last_val_loss": result.last_val, "skipped_steps": result.skipped,
                 "interrupted": result.interrupted, "exit_code": result.exit_code,
                 "world_size": world.size, "thread_plan": thread_plan}
+
+
+def _broadcast_setup(world, setup: dict) -> dict:
+    """Rank 0's vocabulary, ids, digests and resume state, on every rank."""
+    from ..training import dist
+
+    root = world.rank == 0
+    setup["vocab"] = Vocab.from_json(world.bcast_json(setup["vocab"].to_json() if root else None))
+    for key in ("train_ids", "val_ids"):
+        setup[key] = world.bcast_array(setup.get(key))
+    setup["info"] = world.bcast_json(setup.get("info"))
+    setup["digests"] = world.bcast_json(setup.get("digests"))
+    if world.bcast_json(setup.get("resumed") is not None):
+        setup["resumed"] = dist.bcast_state(world, *(setup.get("resumed") or ({}, None)))
+    else:
+        setup["resumed"] = None
+    return setup

@@ -200,6 +200,27 @@ def cmd_train(args, task) -> int:
         return 2
 
 
+def _broadcast_setup(world, setup: dict) -> dict:
+    """Rank 0's task data, vocabularies, digests and resume state, on every rank."""
+    from . import dist
+
+    for key in ("meta", "extra", "digests", "has_val", "options"):
+        setup[key] = world.bcast_json(setup.get(key))
+    data = setup.get("data") or {}
+    setup["data"] = {k: _bcast_sequences(world, data.get(k)) for k in ("xs", "ys", "vxs", "vys")}
+    has_resume = world.bcast_json(setup.get("resumed") is not None)
+    setup["resumed"] = dist.bcast_state(world, *setup["resumed"]) if has_resume else None
+    return setup
+
+
+def _opening_line(task, xs, vxs, has_val, model, world, resumed) -> str:
+    return (f"{task}: {len(xs)} training examples"
+            + (f", {len(vxs)} held out" if has_val else "")
+            + f"; {model.num_parameters()} parameters"
+            + (f"; {world.size} processes" if world.size > 1 else "")
+            + (f"; resuming at step {resumed[1].get('step')}" if resumed else ""))
+
+
 def _train(opts, args, task, world) -> int:
     from ..tasks import evaluate as held_out_metrics
     from ..tasks import get_task, save_bundle
@@ -214,13 +235,7 @@ def _train(opts, args, task, world) -> int:
     spec = get_task(task)
     setup = dist.on_root(world, lambda: _prepare(opts, spec, args.resume, args.force, world))
     if world.size > 1:
-        setup = setup or {}
-        for key in ("meta", "extra", "digests", "has_val", "options"):
-            setup[key] = world.bcast_json(setup.get(key))
-        data = setup.get("data") or {}
-        setup["data"] = {k: _bcast_sequences(world, data.get(k)) for k in ("xs", "ys", "vxs", "vys")}
-        has_resume = world.bcast_json(setup.get("resumed") is not None)
-        setup["resumed"] = dist.bcast_state(world, *setup["resumed"]) if has_resume else None
+        setup = _broadcast_setup(world, setup or {})
     meta, d, resumed = setup["meta"], setup["data"], setup["resumed"]
     xs, ys, vxs, vys = d["xs"], d["ys"], d["vxs"], d["vys"]
     model = spec.build_model(meta, opts, setup["extra"])
@@ -243,11 +258,7 @@ def _train(opts, args, task, world) -> int:
                 for name in (CHECKPOINT_FILE, "metrics.jsonl"):
                     (out / name).unlink(missing_ok=True)
         if log:
-            log(f"{task}: {len(xs)} training examples"
-                + (f", {len(vxs)} held out" if setup["has_val"] else "")
-                + f"; {model.num_parameters()} parameters"
-                + (f"; {world.size} processes" if world.size > 1 else "")
-                + (f"; resuming at step {resumed[1].get('step')}" if resumed else ""))
+            log(_opening_line(task, xs, vxs, setup["has_val"], model, world, resumed))
         try:
             result = train(model, source, opt, steps=opts.steps, clip=opts.clip,
                            on_nonfinite=opts.on_nonfinite,

@@ -367,6 +367,8 @@ def _json_for_script(obj) -> str:
 
 def render_html(report: dict, title: str = "") -> str:
     """The page for :func:`explain`'s report: one HTML string, nothing to fetch."""
+    # Long on purpose: the page reads top to bottom here in the order it renders (header,
+    # figures, legend, text, units, gates); each part's markup comes from its own helper.
     m = report["model"]
     sep = _sep(m["level"])
     esc = html.escape

@@ -11,7 +11,7 @@ from rnnkit.cli import main
 from rnnkit.data.batching import pad_sequences as pad_batch
 from rnnkit.tasks import load_bundle, read_tsv
 
-DATA = Path(__file__).parent / "data" / "seq2seq_noattn"
+DATA = Path(__file__).resolve().parents[1] / "data" / "seq2seq_noattn"
 MODELS = ("model_bilstm", "model_gru2")
 
 

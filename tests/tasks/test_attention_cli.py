@@ -11,7 +11,7 @@ import pytest
 from rnnkit.cli import main
 from rnnkit.tasks import load_bundle
 
-OLD = Path(__file__).parent / "data" / "seq2seq_noattn" / "model_bilstm"
+OLD = Path(__file__).resolve().parents[1] / "data" / "seq2seq_noattn" / "model_bilstm"
 FAST = ["--steps", "150", "--hidden", "16", "--embed", "8", "--batch", "16", "--lr", "0.02",
         "--quiet", "--bidirectional", "--target-level", "word"]
 

@@ -85,6 +85,8 @@ def write_arpa(model: NGramModel, path, *, force: bool = False) -> Path:
 def read_arpa(path) -> NGramModel:
     """An ARPA file as an :class:`NGramModel`; ValueError (one line, with the line number) if
     the file is not a well-formed ARPA file."""
+    # Long on purpose: one pass over the file's sections, each line checked where it is read,
+    # so that every error names its line.
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not an ARPA file")

@@ -152,6 +152,8 @@ def train_kneser_ney(sentences: list[np.ndarray], vocab: Vocab, order: int,
 
     ``sentences``: arrays of ids ending with ``vocab.eos_id`` (see :func:`sentence_ids`).
     """
+    # Long on purpose: the method's steps in order (counts, continuation counts, discounts,
+    # interpolated probabilities and back-off weights), one order at a time, read top to bottom.
     N = check_positive_int(order, "order")
     if N > MAX_ORDER:
         raise ValueError(f"order must be <= {MAX_ORDER}, got {N}")

@@ -58,3 +58,20 @@ def run(model_proto, feeds, dtype):
     names = [o.name for o in model_proto.graph.output]
     runner = session(model_proto) if dtype == np.float32 else reference(model_proto)
     return dict(zip(names, runner.run(None, feeds)))
+
+
+def numpy_backend(model):
+    """The model's recurrent layers on the reference NumPy path."""
+    for name in ("rnn", "encoder", "decoder"):
+        if hasattr(model, name):
+            getattr(model, name).backend = "numpy"
+    return model
+
+
+def set_cell(layer, nonlinearity, reset_after):
+    """Give a task model's layer the RNN activation / GRU form (task configs fix them)."""
+    from rnnkit.cells import make_cell
+
+    layer.nonlinearity, layer.reset_after = nonlinearity, reset_after
+    layer.cell = make_cell(layer.mode, nonlinearity=nonlinearity, reset_after=reset_after)
+    layer._fused = None

@@ -16,7 +16,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from _exportcheck import reference, run, session  # noqa: E402
+from _exportcheck import numpy_backend, reference, run, session, set_cell  # noqa: E402
 
 from rnnkit.export import _meta  # noqa: E402
 from rnnkit.export._onnx_graph import Graph, recurrent_stack  # noqa: E402
@@ -34,22 +34,6 @@ CELL_IDS = ["rnn_tanh", "rnn_relu", "gru", "gru_notes", "lstm"]
 TOL32 = 1e-5
 TOL64 = 1e-9
 LENGTHS = np.array([6, 2, 5, 1])  # the first row is the longest; the others end early
-
-
-def numpy_backend(model):
-    for name in ("rnn", "encoder", "decoder"):
-        if hasattr(model, name):
-            getattr(model, name).backend = "numpy"
-    return model
-
-
-def set_cell(layer, nonlinearity, reset_after):
-    """Give a task model's layer the RNN activation / GRU form (task configs fix them)."""
-    from rnnkit.cells import make_cell
-
-    layer.nonlinearity, layer.reset_after = nonlinearity, reset_after
-    layer.cell = make_cell(layer.mode, nonlinearity=nonlinearity, reset_after=reset_after)
-    layer._fused = None
 
 
 def close(a, b, tol):

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rnnkit.cells import make_cell  # noqa: E402
+from _exportcheck import numpy_backend, set_cell  # noqa: E402
 from rnnkit.export import export, to_torch  # noqa: E402
 from rnnkit.layers.basic import log_softmax  # noqa: E402
 from rnnkit.models import (ClassifierConfig, ConditionalGenerator, GeneratorConfig,  # noqa: E402
@@ -24,19 +24,6 @@ CELL_IDS = ["rnn_tanh", "rnn_relu", "gru", "gru_notes", "lstm"]
 TOL = {"float32": 1e-5, "float64": 1e-9}
 LENGTHS = np.array([6, 2, 5, 1])
 DTYPES = ["float32", "float64"]
-
-
-def numpy_backend(model):
-    for name in ("rnn", "encoder", "decoder"):
-        if hasattr(model, name):
-            getattr(model, name).backend = "numpy"
-    return model
-
-
-def set_cell(layer, nonlinearity, reset_after):
-    layer.nonlinearity, layer.reset_after = nonlinearity, reset_after
-    layer.cell = make_cell(layer.mode, nonlinearity=nonlinearity, reset_after=reset_after)
-    layer._fused = None
 
 
 def close(a, b, tol):

@@ -16,6 +16,7 @@ from rnnkit import kernels
 from rnnkit import recurrent as rec
 from rnnkit.kernels import blas
 from rnnkit.layers.recurrent import RecurrentLayer
+from _compare import assert_close_tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
@@ -46,17 +47,8 @@ def _run(layer, x, lengths, state, dout, release=False):
     return out, st, dx, dst, grads, inf, inf_st
 
 
-def _close(a, b, tol, what):
-    if isinstance(a, (tuple, list)):
-        for i, (p, q) in enumerate(zip(a, b, strict=True)):
-            _close(p, q, tol, f"{what}[{i}]")
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _close(a[k], b[k], tol, f"{what}[{k}]")
-    else:
-        assert a.shape == b.shape and a.dtype == b.dtype, what
-        np.testing.assert_allclose(a, b, err_msg=what, **tol)
+def _close(a, b, tol, what=""):
+    assert_close_tree(a, b, tol, what)
 
 
 @pytest.mark.parametrize("threads", [2, 3])

@@ -15,6 +15,7 @@ import pytest
 import rnnkit
 from rnnkit import kernels
 from rnnkit.layers.recurrent import RecurrentLayer
+from _compare import assert_close_tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
@@ -32,17 +33,8 @@ def _rand_state(layer, N, rng):
     return h
 
 
-def _close(a, b, tol, what):
-    if isinstance(a, (tuple, list)):
-        for i, (p, q) in enumerate(zip(a, b, strict=True)):
-            _close(p, q, tol, f"{what}[{i}]")
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _close(a[k], b[k], tol, f"{what}[{k}]")
-    else:
-        assert a.shape == b.shape and a.dtype == b.dtype, what
-        np.testing.assert_allclose(a, b, err_msg=what, **tol)
+def _close(a, b, tol, what=""):
+    assert_close_tree(a, b, tol, what)
 
 
 def _both(layer, run):

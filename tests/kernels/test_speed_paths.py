@@ -21,6 +21,7 @@ from rnnkit import kernels
 from rnnkit.layers.basic import log_softmax, softmax_cross_entropy
 from rnnkit.layers.recurrent import RecurrentLayer
 from rnnkit.models.language_model import LanguageModel, LMConfig
+from _compare import assert_close_tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
@@ -31,15 +32,7 @@ TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, ato
 
 
 def _close(a, b, tol, what=""):
-    if isinstance(a, (tuple, list)):
-        for i, (p, q) in enumerate(zip(a, b, strict=True)):
-            _close(p, q, tol, f"{what}[{i}]")
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _close(a[k], b[k], tol, f"{what}[{k}]")
-    else:
-        np.testing.assert_allclose(a, b, err_msg=what, **tol)
+    assert_close_tree(a, b, tol, what, same_dtype=False)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

@@ -151,9 +151,9 @@ def train_kneser_ney(sentences: list[np.ndarray], vocab: Vocab, order: int,
     """Estimate an interpolated modified Kneser-Ney model of ``order`` from sentences of ids.
 
     ``sentences``: arrays of ids ending with ``vocab.eos_id`` (see :func:`sentence_ids`).
+    The method's steps in order: raw counts, adjusted (continuation) counts, discounts and
+    interpolated probabilities, back-off weights, the full unigram table.
     """
-    # Long on purpose: the method's steps in order (counts, continuation counts, discounts,
-    # interpolated probabilities and back-off weights), one order at a time, read top to bottom.
     N = check_positive_int(order, "order")
     if N > MAX_ORDER:
         raise ValueError(f"order must be <= {MAX_ORDER}, got {N}")
@@ -161,39 +161,56 @@ def train_kneser_ney(sentences: list[np.ndarray], vocab: Vocab, order: int,
     if not sentences:
         raise ValueError("the training text holds no sentence")
     W = len(vocab)
-    # One stream: <s> w1 .. wk </s> per sentence; off = position within its sentence.
+    raw = _raw_counts(sentences, N)
+    adjusted = _adjusted_counts(raw)
+    uniform = 1.0 / (W - 1)  # every word but <s>: <pad>'s slot is <s>
+    discounts, logp, gammas_of = _interpolate(raw, adjusted, uniform)
+    grams_out = [g for g, _ in raw]
+    logbow = _backoffs(grams_out, gammas_of)
+    _full_unigrams(grams_out, logp, logbow, gammas_of, W, uniform)
+    return NGramModel(words_of(vocab), grams_out, logp, logbow, dict(options or {}), discounts)
+
+
+def _raw_counts(sentences, N) -> list:
+    """Per order n: (sorted unique n-grams (g, n), their counts (g,)), each sentence read as
+    <s> w1 .. wk </s>."""
     lens = np.array([len(s) + 1 for s in sentences], dtype=np.int64)
     stream = np.concatenate([np.concatenate([[0], s]) for s in sentences]).astype(np.int32)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    off = np.arange(stream.size) - np.repeat(starts, lens)
-
-    raw = []  # per order: sorted unique grams, their raw counts
+    off = np.arange(stream.size) - np.repeat(starts, lens)  # position within its sentence
+    raw = []
     for n in range(1, N + 1):
         end = np.flatnonzero((off >= 1) & (off >= n - 1))  # predicted positions with n-1 words before
         rows = np.stack([stream[end - (n - 1 - j)] for j in range(n)], axis=1)
         raw.append(_unique_rows(rows))
+    return raw
 
-    # adjusted counts a(g)
+
+def _adjusted_counts(raw) -> list:
+    """a(g): the raw count at the highest order and for grams starting with <s>, else the
+    number of distinct words seen to the gram's left."""
+    N = len(raw)
     adjusted = []
     for n in range(1, N + 1):
         grams, counts = raw[n - 1]
         if n == N:
             a = counts.copy()
         else:
-            up = raw[n][0]
-            suffixes, left = _unique_rows(up[:, 1:])  # distinct left extensions of each suffix
+            suffixes, left = _unique_rows(raw[n][0][:, 1:])  # distinct left extensions of each suffix
             a = np.zeros(len(grams), np.int64)
             a[_find(grams, suffixes)] = left
             bos = grams[:, 0] == 0
             a[bos] = counts[bos]
         adjusted.append(a)
+    return adjusted
 
-    discounts = []
-    logp, logbow = [], []
+
+def _interpolate(raw, adjusted, uniform):
+    """Per order: the three discounts, log10 of the interpolated probabilities (aligned with
+    the grams) and (contexts (c, n-1), gamma (c,)) for the back-off weights."""
+    discounts, logp, gammas_of = [], [], []
     p_lower = None  # probabilities of the order below, aligned with its grams
-    uniform = 1.0 / (W - 1)  # every word but <s>: <pad>'s slot is <s>
-    gammas_of = []  # per order: (contexts (c, n-1), gamma (c,))
-    for n in range(1, N + 1):
+    for n in range(1, len(raw) + 1):
         grams, a = raw[n - 1][0], adjusted[n - 1]
         D = _discounts(a)
         discounts.append(D)
@@ -208,8 +225,7 @@ def train_kneser_ney(sentences: list[np.ndarray], vocab: Vocab, order: int,
             group = np.cumsum(new) - 1
             ctx = grams[new, :-1]
         denom = np.bincount(group, weights=a)
-        mass = np.bincount(group, weights=d)
-        gamma = mass / denom
+        gamma = np.bincount(group, weights=d) / denom
         u = (a - d) / denom[group]
         if n == 1:
             lower = np.full(len(grams), uniform)
@@ -219,29 +235,34 @@ def train_kneser_ney(sentences: list[np.ndarray], vocab: Vocab, order: int,
         gammas_of.append((ctx, gamma))
         logp.append(np.log10(p))
         p_lower = p
+    return discounts, logp, gammas_of
 
-    # backoff weights: gamma of each gram as a context of the order above
-    grams_out = [raw[n][0] for n in range(N)]
-    for n in range(1, N + 1):
-        logbow.append(np.zeros(len(grams_out[n - 1])))
+
+def _backoffs(grams_out, gammas_of) -> list:
+    """log10 back-off weight of each gram: its gamma as a context of the order above."""
+    N = len(grams_out)
+    logbow = [np.zeros(len(grams_out[n])) for n in range(N)]
     for n in range(2, N + 1):
         ctx, gamma = gammas_of[n - 1]
         in_table = ctx[:, 0] != 0 if n == 2 else np.ones(len(ctx), bool)
         pos = _find(grams_out[n - 2], ctx[in_table])
         logbow[n - 2][pos] = np.log10(gamma[in_table])
+    return logbow
 
-    # unigrams: every vocabulary word (unseen ones get only the uniform share) and <s>
-    g1, p1, b1 = grams_out[0][:, 0], logp[0], logbow[0]
+
+def _full_unigrams(grams_out, logp, logbow, gammas_of, W, uniform) -> None:
+    """Unigrams for every vocabulary word (unseen ones get only the uniform share) and <s>,
+    in place of the seen ones."""
+    g1 = grams_out[0][:, 0]
     full_p = np.full(W, math.log10(gammas_of[0][1][0] * uniform))
-    full_p[g1] = p1
+    full_p[g1] = logp[0]
     full_b = np.zeros(W)
-    full_b[g1] = b1
+    full_b[g1] = logbow[0]
     full_p[0] = -99.0  # <s> is never predicted (ARPA convention)
-    if N >= 2:
+    if len(grams_out) >= 2:
         ctx, gamma = gammas_of[1]
         bos_rows = ctx[:, 0] == 0
         if bos_rows.any():
             full_b[0] = float(np.log10(gamma[bos_rows][0]))
     grams_out[0] = np.arange(W, dtype=np.int32)[:, None]
     logp[0], logbow[0] = full_p, full_b
-    return NGramModel(words_of(vocab), grams_out, logp, logbow, dict(options or {}), discounts)

@@ -197,6 +197,21 @@ def _blas():
     return mod
 
 
+# The compiled whole-sequence loop (kernels.sequence) when NumPy's BLAS can be called from
+# compiled code; tests set this False to hold the per-step Python loop to the same results.
+SEQUENCE_LOOP = True
+
+
+def sequence_loop(T: int) -> bool:
+    """Whether a run of T steps takes the compiled whole-sequence loop (T > 1: a single step,
+    as in generation, has no loop to compile and keeps its transposed-view product)."""
+    if not SEQUENCE_LOOP or T < 2:
+        return False
+    from .kernels import gemm
+
+    return gemm.available()
+
+
 @dataclass(eq=False)
 class FusedWork:
     """Buffers and views of one fused run over one direction.  T steps, N rows, H hidden,
@@ -303,8 +318,8 @@ def run_forward_fused(cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, *, rever
     """:func:`run_forward` on the fused cell ``cell``: same arguments, same results."""
     blas = _blas()
     GH, H = w_hh.shape
-    N = ids.shape[1] if table is not None else x.shape[1]
-    plan = blas.plan(N, N * GH * H)
+    N, T = (ids.shape[1], ids.shape[0]) if table is not None else (x.shape[1], x.shape[0])
+    plan = blas.plan(N, N * GH * H, compiled=sequence_loop(T))
     with blas.threads(plan.hoisted):
         return _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, reverse,
                               table, ids, store)
@@ -349,14 +364,18 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
         # The step product h @ W_hh.T reads a C-contiguous copy of W_hh.T: OpenBLAS's
         # transposed-operand path was 1.4-1.9x slower at these small sizes (N 16-32, H
         # 256-1024; bench/RESULTS.md); the copy (G*H values) is made once per sequence.
-        w_hh=w_hh, w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 else w_hh.T,
+        w_hh=np.ascontiguousarray(w_hh),
+        w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 else w_hh.T,
         b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype),
         hh=hh, ch=ch, out=out)
     cell.begin_forward(w)
     step = cell.forward_step
+    compiled = sequence_loop(T)
 
     def loop(n0, n1):
-        if store:
+        if compiled:
+            cell.forward_seq(w, n0, n1)
+        elif store:
             for t in range(T):
                 step(w, t, t, t + 1, n0, n1)
         else:
@@ -387,7 +406,7 @@ def run_backward_fused(cell, dout, dh_T, dc_T, cache: FusedDirectionCache, *, re
     """
     blas = _blas()
     src = cache.work
-    plan = blas.plan(src.N, src.N * src.w_hh.shape[0] * src.H)
+    plan = blas.plan(src.N, src.N * src.w_hh.shape[0] * src.H, compiled=sequence_loop(src.T))
     with blas.threads(plan.hoisted):
         return _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release)
 
@@ -409,8 +428,12 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
     cell.begin_backward(w)
     step = cell.backward_step
     T = w.T
+    compiled = sequence_loop(T)
 
     def loop(n0, n1):
+        if compiled:
+            cell.backward_seq(w, n0, n1)
+            return
         for t in range(T - 1, -1, -1):
             step(w, t, n0, n1)
 

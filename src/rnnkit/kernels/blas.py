@@ -28,6 +28,10 @@ ENV = "RNNKIT_STEP_THREADS"
 # Per-step multiply-adds from which the step product may use every BLAS thread (batch-1
 # generation at H 1024 is 4M MACs; the char-LM LSTM step at N=32 is 8M).
 SPLIT_MACS = 1 << 22
+# Fewest batch rows worth a worker of their own in the compiled loops.
+MIN_ROWS = 8
+# The longest OpenBLAS idle spin (log2 cycles) under which the row split pays.
+SHORT_SPIN = 16
 
 
 def _env_threads() -> int:
@@ -91,10 +95,27 @@ class ThreadPlan:
         return f"{loop}, {blas} per step product, {big} for the large ones ({self.reason})"
 
 
-def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
+def spin_is_short() -> bool:
+    """Whether NumPy's OpenBLAS was loaded with a short idle-spin timeout (set by ``import
+    rnnkit`` before NumPy, or by the user): only then can row workers have the cores to
+    themselves right after a multi-threaded product (see rnnkit/__init__.py)."""
+    import rnnkit
+
+    if not rnnkit._BLAS_SPIN_SET_BEFORE_NUMPY:
+        return False
+    try:
+        return int(os.environ.get(rnnkit.BLAS_SPIN_ENV, "")) <= SHORT_SPIN
+    except ValueError:
+        return False
+
+
+def plan(N: int, macs: int = 0, *, load: float | None = ..., compiled: bool = False,
+         short_spin: bool | None = None) -> ThreadPlan:
     """The plan for a time loop over N rows whose step products do ``macs`` multiply-adds.
 
-    ``load`` (tests) replaces the measured 1-minute load average."""
+    ``compiled``: the loop runs as the compiled whole-sequence kernels (kernels.sequence),
+    which release the GIL for the whole sequence.  ``load`` and ``short_spin`` (tests)
+    replace the measured 1-minute load average and :func:`spin_is_short`."""
     forced = _env_threads()
     if forced:
         return ThreadPlan(max(1, min(forced, N)), 1, f"{ENV}={forced}")
@@ -108,17 +129,30 @@ def plan(N: int, macs: int = 0, *, load: float | None = ...) -> ThreadPlan:
         # hoisted products on two threads, 0.59-0.64 s on one).
         why = "no load average" if load is None else f"load {load:.1f} on {c} cores"
         return ThreadPlan(1, 1, why + ": one thread", hoisted=1)
-    # The row split (workers) only when asked for with RNNKIT_STEP_THREADS: on the idle
-    # 2-core Intel machine it lost to one worker at every size measured (rnnkit train, step
-    # time: LSTM 2x256 N=32 202 vs 154 ms, GRU 149 vs 126 ms; N=128 LSTM 571 vs 563 ms).
+    short_spin = spin_is_short() if short_spin is None else short_spin
+    if compiled and short_spin and N >= 2 * MIN_ROWS:
+        # Compiled loops, no spinning BLAS threads: each core runs its share of the rows for
+        # the whole sequence (LSTM 2x256 N=32, one layer pass on the idle 2-core machine:
+        # 21.6 ms on one worker, 14.2 ms on two).
+        k = min(c, N // MIN_ROWS)
+        return ThreadPlan(k, 1, f"load {load:.1f} on {c} cores, N={N}: compiled loops")
+    # Otherwise no row split unless asked for with RNNKIT_STEP_THREADS: Python-level steps,
+    # or OpenBLAS threads left spinning, made it lose to one worker at every size measured
+    # (rnnkit train, step time: LSTM 2x256 N=32 202 vs 154 ms, GRU 149 vs 126 ms).
     if macs >= SPLIT_MACS:
         return ThreadPlan(1, 0, f"load {load:.1f} on {c} cores, N={N}: large step product")
     return ThreadPlan(1, 1, f"load {load:.1f} on {c} cores, N={N}")
 
 
+def _compiled() -> bool:
+    from .. import recurrent
+
+    return recurrent.sequence_loop(2)
+
+
 def describe(N: int, hidden: int, gates: int) -> str:
     """One line: the plan a training or scoring loop with batch N and hidden size H gets now."""
-    return plan(N, N * gates * hidden * hidden).describe()
+    return plan(N, N * gates * hidden * hidden, compiled=_compiled()).describe()
 
 
 def plan_for(cell: str, N: int, hidden: int) -> ThreadPlan:
@@ -128,7 +162,7 @@ def plan_for(cell: str, N: int, hidden: int) -> ThreadPlan:
     products outside the recurrent layers (output layer, ...) follow the same load rule."""
     from ..cells import gate_count
 
-    return plan(N, N * gate_count(cell) * hidden * hidden)
+    return plan(N, N * gate_count(cell) * hidden * hidden, compiled=_compiled())
 
 
 def plan_line(cell: str, N: int, hidden: int) -> str:

@@ -22,6 +22,14 @@ from .lstm import lstm_bwd, lstm_fwd
 from .rnn import rnn_bwd, rnn_fwd
 
 
+def seq():
+    """The whole-sequence loops (:mod:`.sequence`), imported when first used: they pull in
+    the compiled BLAS call of :mod:`.gemm`."""
+    from . import sequence
+
+    return sequence
+
+
 def _dummy(dtype, ndim):
     return np.zeros((1,) * ndim, dtype=dtype)
 
@@ -60,6 +68,14 @@ class FusedLSTM(FusedCell):
         lstm_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
                  w.act, w.store)
 
+    def forward_seq(self, w, n0, n1):
+        seq().lstm_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
+                           w.act, w.store, w.w_hh_t)
+
+    def backward_seq(self, w, n0, n1):
+        seq().lstm_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc,
+                           w.act, w.ch, w.dG, w.scratch, w.w_hh)
+
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 4 * w.H))
         w.scratch = np.empty((w.N, 4 * w.H), dtype=w.dtype)
@@ -89,6 +105,14 @@ class FusedRNN(FusedCell):
         np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
         rnn_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh,
                 w.out)
+
+    def forward_seq(self, w, n0, n1):
+        seq().rnn_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh,
+                          w.out, w.store, w.w_hh_t)
+
+    def backward_seq(self, w, n0, n1):
+        seq().rnn_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu,
+                          w.hh, w.dG, w.w_hh)
 
     def begin_backward(self, w):
         # Nothing but the history is saved, so in release mode dG goes over dout.
@@ -121,6 +145,15 @@ class FusedGRU(FusedCell):
         np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
         gru_reset_after_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
                             w.out, w.act, w.ghns, w.xbuf, w.store)
+
+    def forward_seq(self, w, n0, n1):
+        seq().gru_reset_after_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
+                                      w.out, w.act, w.ghns, w.xbuf, w.store, w.w_hh_t)
+
+    def backward_seq(self, w, n0, n1):
+        seq().gru_reset_after_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout,
+                                      w.act, w.ghns, w.hh, w.dG, w.dGHn, w.dGs, w.scratch,
+                                      w.w_hh)
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 3 * w.H))
@@ -169,6 +202,16 @@ class FusedGRUResetBefore(FusedCell):
         np.matmul(w.rh[n0:n1], w.w_n_t, out=w.ghn[n0:n1])
         gru_reset_before_fwd_state(t, ti, to, n0, n1, w.pos, w.lens, w.ghn, w.b, w.hh, w.xbuf,
                                    w.rz, w.out, w.act, w.store)
+
+    def forward_seq(self, w, n0, n1):
+        seq().gru_reset_before_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.ghn,
+                                       w.b, w.hh, w.xbuf, w.rz, w.rh, w.out, w.act, w.rhs,
+                                       w.store, w.w_rz_t, w.w_n_t)
+
+    def backward_seq(self, w, n0, n1):
+        seq().gru_reset_before_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout,
+                                       w.has_dout, w.act, w.hh, w.dG, w.dn_s, w.drh, w.drz,
+                                       w.w_n, w.w_rz)
 
     def begin_backward(self, w):
         N, H, dt = w.N, w.H, w.dtype

@@ -88,10 +88,14 @@ def prepare(workdir: Path, eval_bytes: int):
     return train, val, ev, info
 
 
-def train_cmds(cell, a, train, val, workdir, tag):
-    common = ["--cell", cell, "--layers", "2", "--hidden", str(a.hidden), "--embed", "64",
-              "--batch", str(a.batch), "--seq-len", str(a.seq_len), "--steps", str(a.steps),
-              "--eval-every", str(a.eval_every)]
+def train_cmds(cell, a, train, val, workdir, tag, cutoffs=None):
+    common = ["--cell", cell, "--layers", "2", "--hidden", str(a.hidden), "--embed",
+              str(a.embed), "--batch", str(a.batch), "--seq-len", str(a.seq_len), "--steps",
+              str(a.steps), "--eval-every", str(a.eval_every)]
+    if a.level == "word":
+        common += ["--level", "word", "--min-count", str(a.min_count), "--softmax", a.softmax]
+        if a.softmax == "adaptive" and cutoffs:
+            common += ["--cutoffs", ",".join(map(str, cutoffs))]
     ours = [RNNKIT, "train", str(train), "--val", str(val), "--out",
             str(workdir / f"rnnkit-{cell}{tag}"), "--force", "--json",
             "--checkpoint-every", str(a.checkpoint_every), *common]
@@ -99,6 +103,14 @@ def train_cmds(cell, a, train, val, workdir, tag):
               "--out", str(workdir / f"torch-{cell}{tag}"),
               "--checkpoint-every", str(a.checkpoint_every), *common]
     return ours, theirs
+
+
+def saved_config(model_dir: Path) -> dict:
+    """The model config rnnkit saved (vocabulary size, cutoffs), from the file's header."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "np") as f:
+        return json.loads(f.metadata()["rnnkit.meta"])["config"]
 
 
 def pair_runs(run_a, run_b, repeats):
@@ -134,6 +146,10 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=100)
+    ap.add_argument("--embed", type=int, default=64)
+    ap.add_argument("--level", default="char", choices=("char", "word"))
+    ap.add_argument("--min-count", type=int, default=2, help="word level")
+    ap.add_argument("--softmax", default="full", choices=("full", "adaptive"), help="word level")
     ap.add_argument("--repeats", type=int, default=2, help="A B pairs per case")
     ap.add_argument("--eval-bytes", type=int, default=300_000,
                     help="size of the file scored by rnnkit eval / the torch forward pass")
@@ -181,13 +197,20 @@ def main(argv=None):
         ours, theirs = train_cmds(cell, a, train, val, workdir, "")
         timed_rss(ours[:ours.index("--steps") + 1] + ["2"] + ours[ours.index("--steps") + 2:],
                   env)  # warm-up: fills the Numba cache for this cell (cold start is timed apart)
+        cfg = saved_config(workdir / f"rnnkit-{cell}")
+        if a.level == "word":  # PyTorch gets the cutoffs rnnkit chose from the frequencies
+            ours, theirs = train_cmds(cell, a, train, val, workdir, "", cfg.get("cutoffs"))
         ra, rb = pair_runs(lambda: timed_rss(ours, env), lambda: timed_rss(theirs, env),
                            a.repeats)
         tq = last_json(rb[-1][2])
-        r = summarise(f"train {cell}", a.steps * a.batch * a.seq_len, ra, rb,
+        label = cell if a.level == "char" else f"{cell} word {a.softmax}"
+        r = summarise(f"train {label}", a.steps * a.batch * a.seq_len, ra, rb,
                       {"torch_threads": tq.get("torch_threads"),
                        "torch_val_loss": tq.get("val_loss"),
                        "rnnkit_val_loss": last_json(ra[-1][2]).get("last_val_loss"),
+                       "vocab_size": [cfg["vocab_size"], tq.get("vocab_size")],
+                       "level": a.level, "softmax": cfg.get("softmax"),
+                       "cutoffs": cfg.get("cutoffs"),
                        "rnnkit_thread_plan": blas.describe(a.batch, a.hidden,
                                                            4 if cell == "lstm" else 3)})
         results["cases"].append(r)
@@ -203,7 +226,7 @@ def main(argv=None):
             ra, rb = pair_runs(lambda: timed_rss(e_ours, env), lambda: timed_rss(e_theirs, env),
                                a.repeats)
             tq = last_json(rb[-1][2])
-            r = summarise(f"eval {cell}", tq["tokens"], ra, rb,
+            r = summarise(f"eval {label}", tq["tokens"], ra, rb,
                           {"torch_threads": tq.get("torch_threads"),
                            "streams": a.streams})
             results["cases"].append(r)

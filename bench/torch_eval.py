@@ -17,7 +17,7 @@ import torch
 
 T_START = time.perf_counter()
 
-from torch_train import CharLM, encode, evaluate  # noqa: E402  (same directory)
+from torch_train import CharLM, encode, encode_words, evaluate  # noqa: E402  (same directory)
 
 
 def main():
@@ -29,14 +29,19 @@ def main():
     a = ap.parse_args()
     saved = torch.load(os.path.join(a.dir, "model.pt"))
     chars = saved["chars"]
-    model = CharLM(len(chars) + 1, saved["cell"], saved["embed"], saved["hidden"],
-                   saved["layers"])
+    word = saved.get("level") == "word"
+    V = len(saved["stoi"]) if word else len(chars) + 1
+    model = CharLM(V, saved["cell"], saved["embed"], saved["hidden"], saved["layers"],
+                   saved.get("cutoffs"))
     model.load_state_dict(saved["model"])
     with open(a.file, encoding="utf-8") as f:
         text = f.read()
-    stoi = {c: i for i, c in enumerate(chars)}
-    eos = len(chars)
-    ids = encode(text, {c: stoi.get(c, eos) for c in set(text)}, eos)
+    if word:
+        eos, ids = 2, encode_words(text, saved["stoi"])
+    else:
+        stoi = {c: i for i, c in enumerate(chars)}
+        eos = len(chars)
+        ids = encode(text, {c: stoi.get(c, eos) for c in set(text)}, eos)
     nats = evaluate(model, ids, a.streams, a.seq_len, eos)
     print(json.dumps({"tokens": int(ids.numel()), "nats_per_token": nats,
                       "torch_threads": torch.get_num_threads(),

@@ -15,6 +15,7 @@ and at the end.  Prints one JSON line: the work done and the thread count.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import math
 import os
@@ -28,16 +29,31 @@ T_START = time.perf_counter()
 
 
 class CharLM(nn.Module):
-    def __init__(self, vocab_size, cell, embed, hidden, layers):
+    """Embedding -> LSTM/GRU -> the full softmax (nn.Linear), or nn.AdaptiveLogSoftmaxWithLoss
+    when ``cutoffs`` are given (word level)."""
+
+    def __init__(self, vocab_size, cell, embed, hidden, layers, cutoffs=None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
         self.rnn = rnn(embed, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, vocab_size)
+        self.adaptive = bool(cutoffs)
+        if self.adaptive:
+            self.out = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, state=None):
         h, state = self.rnn(self.embed(x), state)
-        return self.out(h), state
+        return h, state
+
+    def loss(self, h, y, reduction="mean"):
+        """Cross-entropy of targets y (N, T) given the recurrent output h (N, T, H)."""
+        h2, y2 = h.reshape(-1, h.shape[-1]), y.reshape(-1)
+        if self.adaptive:
+            mean = self.out(h2, y2).loss
+            return mean * y2.numel() if reduction == "sum" else mean
+        return F.cross_entropy(self.out(h2), y2, reduction=reduction)
 
 
 def detach(state):
@@ -54,6 +70,23 @@ def encode(text, stoi, eos):
     return torch.tensor(ids, dtype=torch.long)
 
 
+def word_vocab(text, min_count):
+    """<pad>, <unk>, <eos>, then the words seen min_count times or more, most frequent first."""
+    counts = Counter(text.split())
+    words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: -counts[w])
+    return {w: i for i, w in enumerate(["<pad>", "<unk>", "<eos>"] + words)}
+
+
+def encode_words(text, stoi):
+    ids = []
+    for line in text.splitlines():
+        words = line.split()
+        if words:  # a line without words carries no token
+            ids.extend(stoi.get(w, 1) for w in words)
+            ids.append(2)
+    return torch.tensor(ids, dtype=torch.long)
+
+
 @torch.no_grad()
 def evaluate(model, ids, streams, seq_len, eos):
     model.eval()
@@ -63,9 +96,8 @@ def evaluate(model, ids, streams, seq_len, eos):
     y = ids[: per * streams].view(streams, per)
     total, state = 0.0, None
     for t0 in range(0, per, seq_len):
-        logits, state = model(x[:, t0:t0 + seq_len], state)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                 y[:, t0:t0 + seq_len].reshape(-1), reduction="sum").item()
+        h, state = model(x[:, t0:t0 + seq_len], state)
+        total += model.loss(h, y[:, t0:t0 + seq_len], reduction="sum").item()
     model.train()
     return total / (per * streams)
 
@@ -87,6 +119,10 @@ def main():
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--level", default="char", choices=("char", "word"))
+    ap.add_argument("--min-count", type=int, default=1)
+    ap.add_argument("--softmax", default="full", choices=("full", "adaptive"))
+    ap.add_argument("--cutoffs", default="", help="adaptive: C1,C2,... (word ids)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
@@ -95,15 +131,21 @@ def main():
         train_text = f.read()
     with open(a.val, encoding="utf-8") as f:
         val_text = f.read()
-    chars = sorted(set(train_text) - {"\n"})
-    stoi = {c: i for i, c in enumerate(chars)}
-    eos = unk = len(chars)
-    stoi_val = {c: stoi.get(c, unk) for c in set(val_text)}
-    vocab_size = len(chars) + 1
-    train_ids = encode(train_text, stoi, eos)
-    val_ids = encode(val_text, stoi_val, eos)
+    if a.level == "word":
+        stoi = word_vocab(train_text, a.min_count)
+        chars, eos, vocab_size = None, 2, len(stoi)
+        train_ids, val_ids = encode_words(train_text, stoi), encode_words(val_text, stoi)
+    else:
+        chars = sorted(set(train_text) - {"\n"})
+        stoi = {c: i for i, c in enumerate(chars)}
+        eos = unk = len(chars)
+        stoi_val = {c: stoi.get(c, unk) for c in set(val_text)}
+        vocab_size = len(chars) + 1
+        train_ids = encode(train_text, stoi, eos)
+        val_ids = encode(val_text, stoi_val, eos)
+    cutoffs = [int(c) for c in a.cutoffs.split(",") if c] if a.softmax == "adaptive" else None
 
-    model = CharLM(vocab_size, a.cell, a.embed, a.hidden, a.layers)
+    model = CharLM(vocab_size, a.cell, a.embed, a.hidden, a.layers, cutoffs)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     N, T = a.batch, a.seq_len
     per = (train_ids.numel() - 1) // N
@@ -116,8 +158,8 @@ def main():
         if k == 0:
             state = None
         x, y = xs[:, k * T:(k + 1) * T], ys[:, k * T:(k + 1) * T]
-        logits, state = model(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1))
+        h, state = model(x, state)
+        loss = model.loss(h, y)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), a.clip)
@@ -127,13 +169,14 @@ def main():
             val = evaluate(model, val_ids, min(N, 64), T, eos)
             if val < best:
                 best = val
-                torch.save({"model": model.state_dict(), "chars": chars, "cell": a.cell,
+                torch.save({"model": model.state_dict(), "chars": chars, "stoi": stoi,
+                            "cutoffs": cutoffs, "level": a.level, "cell": a.cell,
                             "embed": a.embed, "hidden": a.hidden, "layers": a.layers},
                            os.path.join(a.out, "model.pt"))
         if step % a.checkpoint_every == 0 or step == a.steps:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "step": step}, os.path.join(a.out, "checkpoint.pt"))
-    print(json.dumps({"steps": a.steps, "tokens": a.steps * N * T, "last_loss": loss.item(),
+    print(json.dumps({"vocab_size": vocab_size, "steps": a.steps, "tokens": a.steps * N * T, "last_loss": loss.item(),
                       "val_loss": val, "torch_threads": torch.get_num_threads(),
                       "in_process_s": time.perf_counter() - T_START}))
 

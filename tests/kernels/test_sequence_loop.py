@@ -121,6 +121,7 @@ def test_single_step_keeps_the_step_path():
 def test_plan_splits_rows_only_for_compiled_loops_without_spinning_blas(monkeypatch):
     monkeypatch.delenv(blas.ENV, raising=False)
     monkeypatch.setattr(blas, "cores", lambda: 2)
+    monkeypatch.setattr(blas, "get_threads", lambda: 2)
     split = blas.plan(32, 1 << 23, load=0.3, compiled=True, short_spin=True)
     assert (split.workers, split.blas) == (2, 1) and "compiled loops" in split.reason
     assert split.shares(32) == [(0, 16), (16, 32)]
@@ -134,6 +135,11 @@ def test_plan_splits_rows_only_for_compiled_loops_without_spinning_blas(monkeypa
     assert blas.plan(32, 1 << 23, load=3.0, compiled=True, short_spin=True).workers == 4
     monkeypatch.setattr(blas, "cores", lambda: 2)  # load 3 on 2 cores: every core taken
     assert blas.plan(32, 1 << 23, load=3.0, compiled=True, short_spin=True).workers == 1
+    # BLAS limited to one thread (one MPI rank per core): one worker
+    one = blas.plan(32, 1 << 23, load=0.3, compiled=True, short_spin=True, blas_threads=1)
+    assert (one.workers, one.blas) == (1, 1) and "1 thread" in one.reason
+    monkeypatch.setattr(blas, "get_threads", lambda: 1)
+    assert blas.plan(32, 1 << 23, load=0.3, compiled=True, short_spin=True).workers == 1
 
 
 def test_spin_timeout_is_read_from_the_environment(monkeypatch):

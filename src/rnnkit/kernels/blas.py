@@ -110,12 +110,13 @@ def spin_is_short() -> bool:
 
 
 def plan(N: int, macs: int = 0, *, load: float | None = ..., compiled: bool = False,
-         short_spin: bool | None = None) -> ThreadPlan:
+         short_spin: bool | None = None, blas_threads: int | None = ...) -> ThreadPlan:
     """The plan for a time loop over N rows whose step products do ``macs`` multiply-adds.
 
     ``compiled``: the loop runs as the compiled whole-sequence kernels (kernels.sequence),
-    which release the GIL for the whole sequence.  ``load`` and ``short_spin`` (tests)
-    replace the measured 1-minute load average and :func:`spin_is_short`."""
+    which release the GIL for the whole sequence.  ``load``, ``short_spin`` and
+    ``blas_threads`` (tests) replace the measured 1-minute load average,
+    :func:`spin_is_short` and :func:`get_threads`."""
     forced = _env_threads()
     if forced:
         return ThreadPlan(max(1, min(forced, N)), 1, f"{ENV}={forced}")
@@ -131,6 +132,13 @@ def plan(N: int, macs: int = 0, *, load: float | None = ..., compiled: bool = Fa
         return ThreadPlan(1, 1, why + ": one thread", hoisted=1)
     short_spin = spin_is_short() if short_spin is None else short_spin
     if compiled and short_spin and N >= 2 * MIN_ROWS:
+        if blas_threads is ...:
+            blas_threads = get_threads()
+        if blas_threads == 1:
+            # OPENBLAS_NUM_THREADS=1 / OMP_NUM_THREADS=1 (one rank per core under mpiexec, as
+            # the README advises): the user gave this process one core.
+            return ThreadPlan(1, 1, f"load {load:.1f} on {c} cores, N={N}: BLAS set to 1 "
+                                    "thread")
         # Compiled loops, no spinning BLAS threads: each core runs its share of the rows for
         # the whole sequence (LSTM 2x256 N=32, one layer pass on the idle 2-core machine:
         # 21.6 ms on one worker, 14.2 ms on two).

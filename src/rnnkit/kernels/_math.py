@@ -25,6 +25,11 @@ from numba import types
 from numba.extending import overload, register_jitable
 
 JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)
+# The per-step gate kernels: inlined at the Numba IR level into their one caller each, the
+# whole-sequence loops of .sequence, so a cold start compiles each kernel once (inside its
+# loop) instead of once alone and once again inlined by LLVM.  Called from Python (the
+# per-step path) they compile as usual.
+STEP_JIT = dict(JIT, inline="always")
 
 _CLAMP = np.float32(7.90531110763549805)
 _A13 = np.float32(-2.76076847742355e-16)

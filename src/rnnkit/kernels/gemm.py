@@ -67,7 +67,7 @@ if _FOUND is not None:
     import llvmlite.binding as _llb
     from numba import njit, types
 
-    from ._math import JIT
+    from ._math import STEP_JIT
 
     _llb.load_library_permanently(_FOUND[0])
     _I = types.int64 if _FOUND[3] == 64 else types.int32
@@ -80,7 +80,7 @@ if _FOUND is not None:
     _sgemm = types.ExternalFunction(_FOUND[1], _signature(types.float32))
     _dgemm = types.ExternalFunction(_FOUND[2], _signature(types.float64))
 
-    @njit(**JIT)
+    @njit(**STEP_JIT)
     def gemm(a, b, c):
         """c[:] = a @ b for 2-D arrays of one float dtype whose rows are contiguous (row
         slices of C-contiguous arrays are): M x K times K x N into M x N."""

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import JIT, one, sigmoid, tanh
+from ._math import STEP_JIT, one, sigmoid, tanh
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns,
                         xbufs, store):
     # Short loops over slice views indexed from 0 (see the note in :mod:`.lstm`).  xr is
@@ -77,7 +77,7 @@ def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out
                 o_[j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_after_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, act, ghns, hh, dX,
                         dGHn, dGs, scratch):
     """``scratch`` (N, 3H), one row each; dX may be ``act`` and dGHn may be ``ghns`` (release
@@ -134,7 +134,7 @@ def gru_reset_after_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, act, g
                 dg[j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_before_fwd_gates(t, ti, n0, n1, pos, lens, xsrc, xidx, grz, b, hh, xbuf, rz, rh,
                                act, rhs, store):
     """r, z from grz = h @ W_hh[:2H].T; writes r*h to ``rh`` (N, H) for the second product."""
@@ -164,7 +164,7 @@ def gru_reset_before_fwd_gates(t, ti, n0, n1, pos, lens, xsrc, xidx, grz, b, hh,
                     rhs[t, n, j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_before_fwd_state(t, ti, to, n0, n1, pos, lens, ghn, b, hh, xbuf, rz, out, act,
                                store):
     N, H = hh.shape[1], hh.shape[2]
@@ -187,7 +187,7 @@ def gru_reset_before_fwd_state(t, ti, to, n0, n1, pos, lens, ghn, b, hh, xbuf, r
                 out[p, n, j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_before_bwd_candidate(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, act, hh,
                                    dX, dn_s):
     """dn, dz; ``dn_s`` (N, H) feeds drh = dn @ W_hn; dhd gets dh * z (dh if padding)."""
@@ -216,7 +216,7 @@ def gru_reset_before_bwd_candidate(t, n0, n1, pos, lens, dhrec, dhd, dout, has_d
                 dX[t, n, j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def gru_reset_before_bwd_reset(t, n0, n1, pos, lens, drh, dhd, act, hh, dX, drz):
     """dr from drh = dn @ W_hn; ``drz`` (N, 2H) feeds dh += drz @ W_hh[:2H]."""
     N, H = dhd.shape

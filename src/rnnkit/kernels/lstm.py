@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import JIT, one, sigmoid, tanh
+from ._math import STEP_JIT, one, sigmoid, tanh
 
 
 # Each row is done in short loops over one or two arrays (pre-activation, activations in
@@ -37,7 +37,7 @@ from ._math import JIT, one, sigmoid, tanh
 # negative wraparound), is left scalar by LLVM — that was 6x slower.
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def lstm_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, store):
     N, H = hh.shape[1], hh.shape[2]
     G = 4 * H
@@ -85,7 +85,7 @@ def lstm_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, 
                 o_[j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def lstm_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, dc, act, ch, dG, scratch):
     """dh = dhrec (= dG[t+1] @ W_hh) + dhd (the part not through W_hh) + dout[p].
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import JIT, one, tanh
+from ._math import STEP_JIT, one, tanh
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def rnn_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
     # Short loops indexed from 0 (see the note in :mod:`.lstm`).
     N, H = hh.shape[1], hh.shape[2]
@@ -45,7 +45,7 @@ def rnn_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
                 o_[j] = 0
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def rnn_bwd(t, n0, n1, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG):
     """dG may be ``dout`` itself (release mode): a row of dout is read before it is written."""
     N, H = dhd.shape

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import JIT
+from ._math import JIT, STEP_JIT
 from .gemm import gemm
 from .gru import (gru_reset_after_bwd, gru_reset_after_fwd, gru_reset_before_bwd_candidate,
                   gru_reset_before_bwd_reset, gru_reset_before_fwd_gates,
@@ -21,7 +21,7 @@ from .lstm import lstm_bwd, lstm_fwd
 from .rnn import rnn_bwd, rnn_fwd
 
 
-@njit(**JIT)
+@njit(**STEP_JIT)
 def _slots(t, store):
     """History slots (entering, leaving) of step t: t, t+1, or alternating without store."""
     if store:

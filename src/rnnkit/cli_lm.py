@@ -212,6 +212,19 @@ def _show(token: str) -> str:
     return {" ": "␣", "\t": "\\t"}.get(token, token)
 
 
+# Below this many generated tokens `sample` runs the NumPy path: loading Numba and its
+# compiled generation step costs ~0.45 s of a warm start, more than the NumPy step takes for
+# a few thousand tokens at batch 1 (bench/RESULTS.md, "warm rnnkit sample").
+SHORT_JOB_TOKENS = 2000
+
+
+def _short_job_backend(model, tokens: int) -> None:
+    """The NumPy backend for a generation job of at most SHORT_JOB_TOKENS tokens: the same
+    results to rounding, without the JIT's fixed cost."""
+    if tokens <= SHORT_JOB_TOKENS:
+        model.rnn.backend = "numpy"
+
+
 def cmd_sample(args) -> int:
     from .lm import generate
     from .lm.bundle import load_model
@@ -221,6 +234,7 @@ def cmd_sample(args) -> int:
     if args.beam is not None and args.beam < 1:
         raise ValueError(f"--beam must be >= 1, got {args.beam}")
     b = load_model(args.model)
+    _short_job_backend(b.model, args.length * args.num * (args.beam or 1))
     if args.greedy or args.beam is not None:
         if args.greedy:
             ids, lp = generate.greedy(b.model, b.vocab, b.tokenizer, args.prime, args.length)

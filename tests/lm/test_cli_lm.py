@@ -96,3 +96,48 @@ def test_train_refuses_to_overwrite(model_dir, capsys):
 def test_version_subprocess():
     r = subprocess.run([sys.executable, "-m", "rnnkit.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == f"rnnkit {__version__}"
+
+
+def test_short_sample_runs_numpy_and_matches_the_compiled_step(model_dir, monkeypatch):
+    """A short `sample` job skips the JIT (NumPy path, no Numba import); a long one keeps the
+    compiled generation step; both draw the same text from the same seed."""
+    from rnnkit import cli_lm, kernels
+    from rnnkit.lm import generate
+    from rnnkit.lm.bundle import load_model
+
+    _, out = model_dir
+    short = load_model(out)
+    cli_lm._short_job_backend(short.model, cli_lm.SHORT_JOB_TOKENS)
+    assert short.model.rnn.backend == "numpy"
+    longer = load_model(out)
+    cli_lm._short_job_backend(longer.model, cli_lm.SHORT_JOB_TOKENS + 1)
+    assert longer.model.rnn.backend == ("numba" if kernels.available() else "numpy")
+    args = dict(prime="a c", length=60, temperature=0.9, num=3, seed=7, stop_at_eos=False)
+    a = generate.sample(short.model, short.vocab, short.tokenizer, **args)
+    b = generate.sample(longer.model, longer.vocab, longer.tokenizer, **args)
+    assert a == b and all(len(t) == len("a c") + 60 for t in a)
+    code = ("import sys; from rnnkit.cli import main; "
+            f"main(['sample', {str(out)!r}, '--length', '50', '--seed', '1']); "
+            "print('numba' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_prime_through_steps_equals_the_sequence_forward(model_dir, monkeypatch):
+    """A short prime runs token by token through the generation step, a long one through the
+    sequence forward: the same first distribution and state either way."""
+    import numpy as np
+
+    from rnnkit.lm import generate
+    from rnnkit.lm.bundle import load_model
+
+    _, out = model_dir
+    b = load_model(out)
+    prime = "a cat is here.\na dog is"
+    _, lp_steps, st_steps = generate._start(b.model, b.vocab, b.tokenizer, prime, 2)
+    monkeypatch.setattr(generate, "PRIME_BY_STEPS", 0)
+    _, lp_seq, st_seq = generate._start(b.model, b.vocab, b.tokenizer, prime, 2)
+    np.testing.assert_allclose(lp_steps, lp_seq, rtol=1e-5, atol=1e-5)
+    for x, y in zip(st_steps, st_seq):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)

@@ -252,10 +252,11 @@ def _word_data(text, min_count=2, val_fraction=0.1):
 
 
 def _train(model, ids, val_ids, *, steps=None, seconds=None, checkpoints=(), seed=0,
-           eval_every=60.0, log=print):
+           eval_every=60.0, eval_steps=0, log=print):
     """Stateful truncated BPTT; evaluates the held-out ids every ``eval_every`` seconds and
-    at each of ``checkpoints`` (seconds), keeping the best held-out perplexity so far (what
-    a run that keeps its best weights would ship).  Returns the evaluations."""
+    at each of ``checkpoints`` (seconds) — or, with ``steps``, every ``eval_steps`` steps and
+    at the end — keeping the best held-out perplexity so far (what a run that keeps its best
+    weights would ship).  Returns the evaluations."""
     from rnnkit.data import StreamBatcher
     from rnnkit.lm.score import evaluate_ids
     from rnnkit.optim import Adam, clip_grad_norm
@@ -291,6 +292,8 @@ def _train(model, ids, val_ids, *, steps=None, seconds=None, checkpoints=(), see
         step += 1
         if steps is not None and step >= steps:
             break
+        if steps is not None and eval_steps and step % eval_steps == 0:
+            evaluate()
         if seconds is not None:
             if pending and t_train >= pending[0]:
                 pending.pop(0)
@@ -318,14 +321,19 @@ def equal(args):
     _, _, vocab, tr, va = _word_data(text)
     V = len(vocab)
     cut = default_cutoffs(np.bincount(tr, minlength=V), RECIPE["hidden"])
-    res = {"corpus": desc, "V": V, "cutoffs": cut, "steps": args.steps, "runs": {}}
+    res = {"corpus": desc, "V": V, "cutoffs": cut, "steps": args.steps,
+           "dropout": args.dropout, "eval_steps": args.eval_steps, "runs": {}}
     for softmax in ("full", "adaptive"):
         model = rnnkit_model(V, softmax, cut, seed=0, dropout=args.dropout)
         t0 = time.time()
-        ev = _train(model, tr, va, steps=args.steps)
-        res["runs"][softmax] = {"ppl": ev[-1]["ppl"], "wall_s": time.time() - t0}
-        print(softmax, res["runs"][softmax], flush=True)
+        ev = _train(model, tr, va, steps=args.steps, eval_steps=args.eval_steps)
+        res["runs"][softmax] = {"ppl": ev[-1]["ppl"], "best_ppl": ev[-1]["best_ppl"],
+                                "curve": [(e["step"], e["ppl"]) for e in ev],
+                                "wall_s": time.time() - t0}
+        print(softmax, {k: v for k, v in res["runs"][softmax].items() if k != "curve"},
+              flush=True)
     res["ratio"] = res["runs"]["adaptive"]["ppl"] / res["runs"]["full"]["ppl"]
+    res["best_ratio"] = res["runs"]["adaptive"]["best_ppl"] / res["runs"]["full"]["best_ppl"]
     _write(HERE / f"wordlm-equal{'-' + args.name if args.name else ''}.json", res)
 
 
@@ -403,9 +411,21 @@ def report(args):
     for f in sorted(HERE.glob("wordlm-equal*.json")):
         d = json.loads(f.read_text())
         lines += [f"## Adaptive vs full softmax at {d['steps']} steps ({d['corpus']}, V={d['V']:,}, "
-                  f"cutoffs {d['cutoffs']})", "",
-                  f"held-out perplexity: full {d['runs']['full']['ppl']:.2f}, adaptive "
-                  f"{d['runs']['adaptive']['ppl']:.2f} (ratio {d['ratio']:.3f})", ""]
+                  f"cutoffs {d['cutoffs']}, dropout {d.get('dropout', 0.0)}; `{f.name}`)", "",
+                  f"held-out perplexity at the last step: full {d['runs']['full']['ppl']:.2f}, "
+                  f"adaptive {d['runs']['adaptive']['ppl']:.2f} (ratio {d['ratio']:.3f})", ""]
+        if "best_ratio" in d:
+            runs = d["runs"]
+            lines += [f"best held-out perplexity (evaluated every {d['eval_steps']} steps): full "
+                      f"{runs['full']['best_ppl']:.2f}, adaptive {runs['adaptive']['best_ppl']:.2f} "
+                      f"(ratio {d['best_ratio']:.3f}); wall time full "
+                      f"{runs['full']['wall_s']:.0f} s, adaptive {runs['adaptive']['wall_s']:.0f} s",
+                      "", "| step | " + " | ".join(str(s) for s, _ in runs["full"]["curve"]) + " |",
+                      "|---|" + "---|" * len(runs["full"]["curve"])]
+            for sm in ("full", "adaptive"):
+                lines.append(f"| {sm} | " + " | ".join(f"{p:.1f}" for _, p in runs[sm]["curve"])
+                             + " |")
+            lines.append("")
     groups: dict = {}
     for f in sorted(HERE.glob("wordlm-quality*.json")):
         d = json.loads(f.read_text())
@@ -483,6 +503,7 @@ def main():
     e.add_argument("--corpus", default="builtin")
     e.add_argument("--steps", type=int, default=400)
     e.add_argument("--dropout", type=float, default=0.0)
+    e.add_argument("--eval-steps", type=int, default=0, help="evaluate every k steps too")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--name", default="")
     q = sub.add_parser("quality")

@@ -111,6 +111,9 @@ def main(argv=None):
     ap.add_argument("--init", metavar="STATE",
                     help="start from the best weights kept in a --checkpoint file of an "
                          "earlier run of the same model (a run in segments)")
+    ap.add_argument("--init-weights", choices=("best", "last"), default="best",
+                    help="--init from the run's best weights (lowest validation loss) or its "
+                         "last ones")
     ap.add_argument("--step-offset", type=int, default=0, metavar="N",
                     help="steps the --init run had made (for the curve's step numbers)")
     ap.add_argument("--checkpoint", metavar="FILE",
@@ -146,8 +149,9 @@ def main(argv=None):
         from rnnkit.checkpoint import load_checkpoint
 
         arrays, _ = load_checkpoint(args.init)
-        model.load_params({k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")})
-        print(f"weights: the best of {args.init}", flush=True)
+        pre = "best/" if args.init_weights == "best" else "param/"
+        model.load_params({k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)})
+        print(f"weights: the {args.init_weights} of {args.init}", flush=True)
     print(f"model: bidirectional {args.cell.upper()} encoder, {args.layers} layer(s), H={args.hidden}, "
           f"E={args.embed}, attention {args.attention}; {model.num_parameters():,} parameters",
           flush=True)

@@ -180,7 +180,9 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache, *, release
 
 # ---- fused fast path ----------------------------------------------------------------------
 # The same time loop for the fused cells of :mod:`rnnkit.kernels`: per step one recurrent
-# product on BLAS into a preallocated buffer and one compiled gate kernel.  Instead of
+# product on BLAS into a preallocated buffer and one compiled gate kernel — the whole loop
+# one compiled call (kernels.sequence) when NumPy's BLAS can be called from compiled code
+# (:func:`sequence_loop`), else a Python loop over the same two calls.  Instead of
 # gathering reversed copies, each row's time position comes from ``pos`` (T, N) — ``t`` for
 # the forward direction, :func:`reverse_index` for the reverse one — so outputs and gradients
 # land in the original order directly.  Padding is handled per row inside the kernels with
@@ -188,7 +190,8 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache, *, release
 #
 # Rows of a batch never interact in the recurrence, so the loop runs as ``plan.workers``
 # threads, each over its own rows for the whole sequence (kernels.blas.plan): both cores busy
-# and no synchronisation per time step.  The products and kernels release the GIL.
+# and no synchronisation per time step.  The compiled loop releases the GIL for the whole
+# sequence (the per-step fallback releases it in each product and kernel).
 
 
 def _blas():

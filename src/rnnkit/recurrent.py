@@ -373,10 +373,9 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
         hh=hh, ch=ch, out=out)
     cell.begin_forward(w)
     step = cell.forward_step
-    compiled = sequence_loop(T)
 
     def loop(n0, n1):
-        if compiled:
+        if plan.compiled:
             cell.forward_seq(w, n0, n1)
         elif store:
             for t in range(T):
@@ -431,10 +430,9 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
     cell.begin_backward(w)
     step = cell.backward_step
     T = w.T
-    compiled = sequence_loop(T)
 
     def loop(n0, n1):
-        if compiled:
+        if plan.compiled:
             cell.backward_seq(w, n0, n1)
             return
         for t in range(T - 1, -1, -1):

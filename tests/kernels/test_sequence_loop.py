@@ -124,10 +124,12 @@ def test_plan_splits_rows_only_for_compiled_loops_without_spinning_blas(monkeypa
     monkeypatch.setattr(blas, "get_threads", lambda: 2)
     split = blas.plan(32, 1 << 23, load=0.3, compiled=True, short_spin=True)
     assert (split.workers, split.blas) == (2, 1) and "compiled loops" in split.reason
+    assert split.compiled  # the driver reads the loop's kind from the plan
     assert split.shares(32) == [(0, 16), (16, 32)]
     # OpenBLAS threads still spinning (NumPy loaded before rnnkit): one worker, as before
     assert blas.plan(32, 1 << 23, load=0.3, compiled=True, short_spin=False).workers == 1
-    assert blas.plan(32, 1 << 23, load=0.3, compiled=False, short_spin=True).workers == 1
+    stepped = blas.plan(32, 1 << 23, load=0.3, compiled=False, short_spin=True)
+    assert stepped.workers == 1 and not stepped.compiled
     assert blas.plan(15, 1 << 23, load=0.3, compiled=True, short_spin=True).workers == 1
     assert blas.plan(16, 1 << 20, load=0.3, compiled=True, short_spin=True).workers == 2
     monkeypatch.setattr(blas, "cores", lambda: 8)

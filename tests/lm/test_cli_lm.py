@@ -98,7 +98,7 @@ def test_version_subprocess():
     assert r.returncode == 0 and r.stdout.strip() == f"rnnkit {__version__}"
 
 
-def test_short_sample_runs_numpy_and_matches_the_compiled_step(model_dir, monkeypatch):
+def test_short_sample_runs_numpy_and_matches_the_compiled_step(model_dir):
     """A short `sample` job skips the JIT (NumPy path, no Numba import); a long one keeps the
     compiled generation step; both draw the same text from the same seed."""
     from rnnkit import cli_lm, kernels

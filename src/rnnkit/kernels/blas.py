@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ENV = "RNNKIT_STEP_THREADS"
 # Per-step multiply-adds from which the step product may use every BLAS thread (batch-1
@@ -78,6 +78,7 @@ class ThreadPlan:
     blas: int
     reason: str
     hoisted: int = 0  # BLAS threads for the large products around the loop (0: all)
+    compiled: bool = False  # the loop runs as the compiled whole-sequence kernels
 
     def shares(self, N: int) -> list[tuple[int, int]]:
         """Row ranges [n0, n1) of the workers, as equal as can be."""
@@ -117,6 +118,11 @@ def plan(N: int, macs: int = 0, *, load: float | None = ..., compiled: bool = Fa
     which release the GIL for the whole sequence.  ``load``, ``short_spin`` and
     ``blas_threads`` (tests) replace the measured 1-minute load average,
     :func:`spin_is_short` and :func:`get_threads`."""
+    chosen = _choose(N, macs, load, compiled, short_spin, blas_threads)
+    return replace(chosen, compiled=bool(compiled))
+
+
+def _choose(N, macs, load, compiled, short_spin, blas_threads) -> ThreadPlan:
     forced = _env_threads()
     if forced:
         return ThreadPlan(max(1, min(forced, N)), 1, f"{ENV}={forced}")

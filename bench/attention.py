@@ -9,7 +9,11 @@ median over rounds.  Tokens counted: target tokens (the closing <eos> included),
 decoder's work.
 
     python bench/attention.py                 # prints a table, --json FILE keeps it
-    python bench/attention.py --rounds 30 --hidden 128
+    python bench/attention.py --rounds 30 --hidden 128 --layers 2
+
+A kind with the suffix ``-numpy`` (e.g. ``additive-numpy``) runs the attention decoder's
+NumPy reference loop instead of the fused one (rnnkit.layers.attention_fused), to show what
+the fusion gives.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--embed", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--kinds", default="none,additive,general")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
@@ -56,9 +61,12 @@ def main(argv=None):
     V_src, V_tgt = 30, 42
     models, opts = {}, {}
     for k in kinds:
+        kind, _, loop = k.partition("-")
         cfg = Seq2SeqConfig(V_src, V_tgt, embed_dim=args.embed, hidden_size=args.hidden,
-                            bidirectional=True, attention=k, seed=0)
+                            num_layers=args.layers, bidirectional=True, attention=kind, seed=0)
         models[k] = Seq2Seq(cfg)
+        if loop:
+            models[k].decoder.backend = loop
         opts[k] = Adam(lr=1e-3)
     batches = make_batches(args.rounds + 1, args.batch, V_src, V_tgt, seed=0)
     times = {k: [] for k in kinds}
@@ -89,13 +97,14 @@ def main(argv=None):
                    "median_tokens_per_s": statistics.median(rate),
                    "params": models[k].num_parameters()}
     base = rows.get("none")
-    print(f"seq2seq training, batch {args.batch}, bi-LSTM H={args.hidden} E={args.embed}, "
+    print(f"seq2seq training, batch {args.batch}, {args.layers}-layer bi-LSTM H={args.hidden} "
+          f"E={args.embed}, "
           f"{args.rounds} alternated rounds; load average {load0[0]:.1f} -> {load1[0]:.1f} "
           f"on {os.cpu_count()} cores")
-    print(f"{'attention':>10} {'params':>10} {'step ms':>9} {'tokens/s':>9} {'vs none':>8}")
+    print(f"{'attention':>14} {'params':>10} {'step ms':>9} {'tokens/s':>9} {'vs none':>8}")
     for k, r in rows.items():
         ratio = f"{r['median_tokens_per_s'] / base['median_tokens_per_s']:.2f}x" if base else "-"
-        print(f"{k:>10} {r['params']:>10,} {r['median_step_ms']:>9.1f} "
+        print(f"{k:>14} {r['params']:>10,} {r['median_step_ms']:>9.1f} "
               f"{r['median_tokens_per_s']:>9.0f} {ratio:>8}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

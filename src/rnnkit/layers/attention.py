@@ -72,16 +72,23 @@ class Accumulator:
     factors (alpha, dcontext, score gradients, queries) and ``prepare_backward`` makes each
     sum one batched product over all steps.  Only the additive score's key gradient, an
     elementwise (N, S, A) term, is added in place.
+
+    The fused decoder loop (:mod:`rnnkit.layers.attention_fused`) makes the sums itself and
+    leaves them finished: ``dmemory`` (the part through the contexts), ``dkeys`` (both kinds)
+    and ``dquery`` (additive: dL/dW_q); the step lists then stay empty.
     """
 
-    __slots__ = ("dkeys", "dv", "work", "alpha", "dcontext", "de", "q", "dqp")
+    __slots__ = ("dkeys", "dv", "work", "alpha", "dcontext", "de", "q", "dqp", "dmemory",
+                 "dquery")
 
-    def __init__(self, prep: Prepared, kind: str):
+    def __init__(self, prep: Prepared, kind: str, *, work=True):
         additive = kind == "additive"
         self.dkeys = np.zeros_like(prep.keys) if additive else None
-        self.work = np.empty_like(prep.keys) if additive else None  # a step's (N, S, A) term
+        # a step's (N, S, A) term
+        self.work = np.empty_like(prep.keys) if additive and work else None
         self.dv = np.zeros(prep.keys.shape[2], dtype=prep.keys.dtype) if additive else None
         self.alpha, self.dcontext, self.de, self.q, self.dqp = [], [], [], [], []
+        self.dmemory = self.dquery = None
 
 
 class Attention:
@@ -123,8 +130,9 @@ class Attention:
         neg = np.where(np.arange(S)[None, :] < lengths[:, None], 0.0, -np.inf).astype(self.dtype)
         return Prepared(memory, keys, neg, lengths)
 
-    def new_accumulator(self, prep: Prepared) -> Accumulator:
-        return Accumulator(prep, self.kind)
+    def new_accumulator(self, prep: Prepared, *, work=True) -> Accumulator:
+        """``work=False``: no per-step (N, S, A) scratch (the fused loop has its own)."""
+        return Accumulator(prep, self.kind, work=work)
 
     def prepare_backward(self, acc: Accumulator, prep: Prepared):
         """-> ``(dmemory (N, S, Hs), grads)`` from what the backward steps left in ``acc``."""
@@ -132,7 +140,9 @@ class Attention:
         grads = {}
         # context_t = alpha_t @ memory for every step t: dmemory = sum_t alpha_t^T dcontext_t,
         # one batched product over the M steps (N, S, M) @ (N, M, Hs).
-        if acc.alpha:
+        if acc.dmemory is not None:
+            dmemory = acc.dmemory
+        elif acc.alpha:
             alpha = np.stack(acc.alpha, axis=2)
             dmemory = np.matmul(alpha, np.stack(acc.dcontext, axis=1))
         else:
@@ -140,14 +150,18 @@ class Attention:
         if self.kind == "additive":
             name, dkeys = "key_weight", acc.dkeys
             grads["v"] = acc.dv
-            if acc.q:  # qp_t = q_t W_q^T for every step: one product over all N*M rows
+            if acc.dquery is not None:
+                grads["query_weight"] = acc.dquery
+            elif acc.q:  # qp_t = q_t W_q^T for every step: one product over all N*M rows
                 grads["query_weight"] = np.concatenate(acc.dqp).T @ np.concatenate(acc.q)
             else:
                 grads["query_weight"] = np.zeros_like(self.params["query_weight"])
         else:
             name = "weight"
             # e_t = keys q_t: dkeys = sum_t de_t^T q_t, (N, S, M) @ (N, M, Hq).
-            if acc.de:
+            if acc.dkeys is not None:
+                dkeys = acc.dkeys
+            elif acc.de:
                 dkeys = np.matmul(np.stack(acc.de, axis=2), np.stack(acc.q, axis=1))
             else:
                 dkeys = np.zeros_like(prep.keys)

@@ -94,6 +94,11 @@ class AttentionDecoder:
         """y (N, M, E) embedded decoder inputs, prep from ``attention.prepare``, state the
         bridged initial state -> ``((h~ (N, M, H), alpha (N, M, S)), cache)``."""
         N, M, E = y.shape
+        drop = self._drop_masks(M, N, training, rng)
+        if self.rnn.backend == "numba":
+            from . import attention_fused
+
+            return attention_fused.forward(self, y, prep, state, drop)
         H, L, dt = self.H, self.L, self.rnn.dtype
         hs, cs, ht = self.start(state, N)
         w_ih0, b_ih0, _, _ = self._w(0)
@@ -102,17 +107,6 @@ class AttentionDecoder:
         if b_ih0 is not None:
             xp_y += b_ih0
         w_feed = w_ih0[:, E:]
-        drop = None
-        p = self.rnn.dropout
-        if training and p > 0.0 and L > 1:
-            if rng is None:
-                raise ValueError("dropout in training needs an explicit numpy Generator (rng=...)")
-            keep = 1.0 - p
-            # Time-major (M, N, H): a per-example generator (the training loop's ExampleRNG)
-            # is told which axis holds the examples.
-            draw = getattr(rng, "random_batch", None) or (lambda shape, axis: rng.random(shape))
-            drop = [(draw((M, N, H), 1) < keep).astype(dt) / dt.type(keep)
-                    for _ in range(L - 1)]
         h_prev = np.empty((L, M, N, H), dtype=dt)  # state entering each step, per layer
         inputs = [None] + [np.empty((M, N, H), dtype=dt) for _ in range(L - 1)]
         ht_prev = np.empty((M, N, H), dtype=dt)
@@ -154,6 +148,19 @@ class AttentionDecoder:
                  att_caches, drop)
         return (ht_all.transpose(1, 0, 2), alpha_all.transpose(1, 0, 2)), cache
 
+    def _drop_masks(self, M, N, training, rng):
+        """The dropout masks between stacked layers, (M, N, H) each, or None."""
+        p, L, H, dt = self.rnn.dropout, self.L, self.H, self.rnn.dtype
+        if not (training and p > 0.0 and L > 1):
+            return None
+        if rng is None:
+            raise ValueError("dropout in training needs an explicit numpy Generator (rng=...)")
+        keep = 1.0 - p
+        # Time-major (M, N, H): a per-example generator (the training loop's ExampleRNG)
+        # is told which axis holds the examples.
+        draw = getattr(rng, "random_batch", None) or (lambda shape, axis: rng.random(shape))
+        return [(draw((M, N, H), 1) < keep).astype(dt) / dt.type(keep) for _ in range(L - 1)]
+
     def backward(self, dht_out, cache):
         """dL/dh~ (N, M, H) -> ``(dy (N, M, E), acc, dstate0, grads_rnn, grads_combine)``.
 
@@ -161,6 +168,10 @@ class AttentionDecoder:
         ``attention.prepare_backward(acc, prep)``.  dstate0 is in the state layout the
         forward pass was given.  Never mutates its arguments.
         """
+        if not isinstance(cache, tuple):  # made by the fused loop
+            from . import attention_fused
+
+            return attention_fused.backward(self, dht_out, cache)
         (y, prep, h_prev, inputs, ht_prev, ctx_all, q_all, ht_all, step_caches, att_caches,
          drop) = cache
         N, M, E = y.shape

@@ -59,7 +59,7 @@ def _softmax_context(n, L, alpha, memory, ctx):
 
 @njit(**JIT)
 def additive_fwd(qp, keys, v, lengths, memory, t, alpha, ctx):
-    N, S, A = keys.shape
+    N, _, A = keys.shape
     for n in range(N):
         L = lengths[n]
         q = qp[n]
@@ -77,7 +77,7 @@ def additive_fwd(qp, keys, v, lengths, memory, t, alpha, ctx):
 
 @njit(**JIT)
 def general_fwd(q, keys, lengths, memory, alpha, ctx):
-    N, S, Hq = keys.shape
+    N, _, Hq = keys.shape
     for n in range(N):
         L = lengths[n]
         qr = q[n]

@@ -285,8 +285,10 @@ def _fused_adam(p, g, m, v, b1, b2, step_size, bc2, eps, weight_decay) -> bool:
     arrays = (p, g, m, v)
     if any(a.dtype != p.dtype or not a.flags.c_contiguous for a in arrays):
         return False
+    from .kernels import warm
     from .kernels.adam import adam_update
 
+    warm.wait_for("adam")
     c = p.dtype.type
     adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c(1.0 - b1), c(b2),
                 c(1.0 - b2), c(step_size), c(bc2), c(eps), c(weight_decay))

@@ -430,6 +430,10 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
     cell.begin_backward(w)
     step = cell.backward_step
     T = w.T
+    if plan.compiled:
+        from .kernels import warm
+
+        warm.wait_for("bwd")  # a cold start's helper may be compiling this loop right now
 
     def loop(n0, n1):
         if plan.compiled:

@@ -41,8 +41,10 @@ def make_fused_cell(mode: str, *, nonlinearity: str = "tanh", reset_after: bool 
 
 def scatter_rows(dst, ids, src):
     """dst[ids[t, n]] += src[t, n]; ids (T, N) int64, src (T, N, F), dst (V, F)."""
+    from . import warm
     from .table import scatter_rows as _scatter
 
+    warm.wait_for("scatter")
     _scatter(dst, ids, src)
 
 

@@ -204,6 +204,10 @@ class Trainer:
         o = self.opts
         world = self.world or dist.world()
         root = world.rank == 0
+        if world.size == 1:  # a cold cache: compile the backward kernels beside this process
+            from ..kernels import warm
+
+            warm.start(o.cell, o.dtype)
         setup = dist.on_root(world, lambda: self._prepare(world))
         if world.size > 1:
             setup = _broadcast_setup(world, setup or {})

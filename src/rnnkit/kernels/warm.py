@@ -1,0 +1,115 @@
+"""A cold start on two cores: the kernels a training run will need later are compiled by a
+second process while this one compiles the forward loop.
+
+Numba compiles one function at a time per process (a global compiler lock), and the first
+``rnnkit train`` after install spends about 3 s compiling: the whole-sequence forward loop,
+the backward loop, Adam's update and the embedding scatter, in that order of first use.  When
+the disk cache (``cache=True``) does not hold the backward loop yet, :func:`start` launches
+``python -m rnnkit.kernels.warm CELL DTYPE``: it compiles the backward loop, then Adam and
+the scatter, on tiny arrays of exactly the types the run passes, and prints each name as its
+cache file is written.  The run compiles the forward loop meanwhile; before its first
+backward pass (and its first Adam step, scatter) :func:`wait_for` waits for that line, and
+the run's own call then loads the cached code instead of compiling it again.
+
+Nothing depends on it: without Numba, with a warm cache, under MPI (ranks compile side by
+side already), or if the helper fails, the run compiles what it needs itself, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+KERNELS = ("bwd", "adam", "scatter")
+_BWD = {"lstm": "lstm_bwd_seq", "gru": "gru_reset_after_bwd_seq", "rnn": "rnn_bwd_seq"}
+
+_proc = None  # the helper process, while it has lines left to read
+_done: set = set()
+
+
+def _cached(func) -> bool:
+    """Whether Numba's disk cache has an index for ``func`` (any signature)."""
+    try:
+        return os.path.exists(func._cache._cache_file._index_path)
+    except Exception:  # an internal of Numba's that moved: behave as if cached
+        return True
+
+
+def start(cell: str, dtype) -> bool:
+    """Launch the helper if the backward loop of ``cell`` (lstm, gru with reset after, rnn)
+    is not in the disk cache yet.  True when a helper runs."""
+    global _proc
+    if _proc is not None or cell not in _BWD or os.environ.get("RNNKIT_NO_WARM"):
+        return False
+    from . import available
+
+    if not available():
+        return False
+    from . import gemm, sequence
+
+    if not gemm.available() or _cached(getattr(sequence, _BWD[cell])):
+        return False
+    try:
+        _proc = subprocess.Popen([sys.executable, "-m", "rnnkit.kernels.warm", cell,
+                                  np.dtype(dtype).name], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    except OSError:
+        _proc = None
+        return False
+    _done.clear()
+    return True
+
+
+def wait_for(name: str) -> None:
+    """Before the first use of kernel ``name`` (one of :data:`KERNELS`): wait until the helper
+    has cached it, or has ended.  Returns at once when no helper runs."""
+    global _proc
+    if _proc is None or name in _done:
+        return
+    for line in _proc.stdout:
+        _done.add(line.strip())
+        if name in _done:
+            return
+    _proc.wait()
+    _proc = None
+
+
+def _compile(cell: str, dtype: str) -> None:
+    """Compile, in this order, the backward loop, Adam and the scatter for (cell, dtype),
+    printing each name once its code is in the cache."""
+    from . import adam, sequence, table
+
+    dt = np.dtype(dtype)
+    T, N, H = 2, 1, 4
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * H
+    pos = np.zeros((T, N), dtype=np.int64)
+    pos[1] = 1
+    lens = np.full(N, T, dtype=np.int64)
+
+    def z(*shape):
+        return np.zeros(shape, dtype=dt)
+
+    if cell == "lstm":
+        sequence.lstm_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True, z(N, H),
+                              z(T, N, G), z(T + 1, N, H), z(T, N, G), z(N, G), z(G, H))
+    elif cell == "gru":
+        sequence.gru_reset_after_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True,
+                                         z(T, N, G), z(T, N, H), z(T + 1, N, H), z(T, N, G),
+                                         z(T, N, H), z(N, G), z(N, G), z(G, H))
+    else:
+        sequence.rnn_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True, False,
+                             z(T + 1, N, H), z(T, N, G), z(G, H))
+    print("bwd", flush=True)
+    c = dt.type
+    adam.adam_update(z(3), z(3), z(3), z(3), c(0.1), c(0.999), c(0.001), c(0.001), c(1.0),
+                     c(1e-8), c(0.0))
+    print("adam", flush=True)
+    table.scatter_rows(z(3, G), np.zeros((T, N), dtype=np.int64), z(T, N, G))
+    print("scatter", flush=True)
+
+
+if __name__ == "__main__":
+    _compile(sys.argv[1], sys.argv[2])

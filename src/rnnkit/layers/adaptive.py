@@ -92,8 +92,20 @@ def default_cutoffs(counts, hidden_size: int, div_value: float = 4.0,
     return best[1]
 
 
+def _kernel_rows(z) -> bool:
+    """Whether the compiled float32 row kernels (:mod:`rnnkit.kernels.loss`) take z."""
+    from .. import kernels
+
+    return z.dtype == np.float32 and z.flags.c_contiguous and kernels.available()
+
+
 def _log_softmax_rows(z):
     """log softmax over the last axis, in place on a float array z (M, C); returns z."""
+    if _kernel_rows(z):
+        from ..kernels.loss import log_softmax
+
+        log_softmax(z, z)
+        return z
     z -= z.max(axis=1, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
     return z
@@ -301,10 +313,15 @@ _ROWS = 64  # rows per block: a block's temporaries stay in cache
 def _xent_inplace(z, targets, scale) -> float:
     """Summed nll of rows z (M, C) against targets (M,); z becomes scale * dnll/dz.
 
-    NumPy's vectorised exp over blocks of rows: measured ~2x faster than a compiled scalar
-    loop (whose libm exp does not vectorise without fastmath) at C = 1k..30k.
+    float32: the compiled vectorised kernel (:func:`rnnkit.kernels.loss.xent`); otherwise
+    NumPy's vectorised exp over blocks of rows (~2x faster than a compiled scalar loop, whose
+    libm exp does not vectorise, at C = 1k..30k).
     """
     targets = np.asarray(targets, dtype=np.int64)
+    if _kernel_rows(z):
+        from ..kernels.loss import xent
+
+        return xent(z, np.ascontiguousarray(targets), z.dtype.type(scale))
     total = 0.0
     for a in range(0, z.shape[0], _ROWS):
         zz = z[a : a + _ROWS]
@@ -324,6 +341,10 @@ def _pick_log_softmax(z, targets):
     """log softmax(z)[m, targets[m]] (M,) float64, without writing the (M, C)
     log-probabilities: per block of rows, its max, then the sum of exponentials in float64."""
     t = np.ascontiguousarray(targets, dtype=np.int64)
+    if _kernel_rows(z):
+        from ..kernels.loss import pick_log_softmax
+
+        return pick_log_softmax(z, t)
     out = np.empty(t.size, dtype=np.float64)
     for a in range(0, z.shape[0], _ROWS):
         zz = z[a : a + _ROWS]

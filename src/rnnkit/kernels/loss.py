@@ -97,9 +97,9 @@ def _row_max32(row, lanes):
         lanes[k] = row[0]
     nb = V // K
     for i in range(nb):
-        blk = row[i * K : i * K + K]
+        base = i * K
         for k in range(K):
-            v = blk[k]
+            v = row[base + k]
             lanes[k] = v if v > lanes[k] else lanes[k]
     mx = lanes[0]
     for k in range(1, K):
@@ -113,8 +113,9 @@ def _row_max32(row, lanes):
 
 @njit(**JIT)
 def _exp_parts32(row, mx, p_out, two_n):
-    """exp(row[j] - mx) = p_out[j] * two_n[j] (p_out may be row itself); returns the sum in
-    float64.  Arguments below -87 (e^-87 ~ 1e-38, nothing next to the row's max) are clamped."""
+    """exp(row[j] - mx) = p_out[j] * two_n[j]; returns the sum in float64.  Arguments below
+    -87 (e^-87 ~ 1e-38, nothing next to the row's max) are clamped.  p_out must not be row:
+    LLVM's run-time overlap check would then take the scalar loop (2.7x slower)."""
     bits = two_n.view(np.int32)
     for j in range(row.shape[0]):
         x = max(row[j] - mx, _LO)
@@ -131,7 +132,7 @@ def _exp_parts32(row, mx, p_out, two_n):
 
 
 @njit(**JIT)
-def _xent32(z, targets, scale, two_n, lanes):
+def _xent32(z, targets, scale, p, two_n, lanes):
     M, V = z.shape
     total = 0.0
     for m in range(M):
@@ -139,11 +140,11 @@ def _xent32(z, targets, scale, two_n, lanes):
         mx = _row_max32(row, lanes)
         y = targets[m]
         zy = row[y] - mx
-        s = _exp_parts32(row, mx, row, two_n)
+        s = _exp_parts32(row, mx, p, two_n)
         total += math.log(s) - zy
         inv = _F(scale / s)
         for j in range(V):
-            row[j] = row[j] * two_n[j] * inv
+            row[j] = p[j] * two_n[j] * inv
         row[y] -= scale
     return total
 
@@ -177,8 +178,7 @@ def xent(z, targets, scale) -> float:
     """Summed nll of the rows of z (M, V) C-contiguous float32/64 against targets (M,) int64;
     z becomes scale * dnll/dz.  ``scale`` of z's dtype."""
     if z.dtype == np.float32:
-        _, two_n, lanes = _scratch(z.shape[1])
-        return float(_xent32(z, targets, scale, two_n, lanes))
+        return float(_xent32(z, targets, scale, *_scratch(z.shape[1])))
     return float(xent_inplace(z, targets, scale))
 
 

@@ -306,8 +306,8 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
     max_norm = _number(max_norm, "max_norm")
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    total = math.sqrt(sum(g.square_sum() if isinstance(g, RowSparse)
-                          else float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+    total = math.sqrt(sum(g.square_sum() if isinstance(g, RowSparse) else _sq_sum(g)[0]
+                          for g in grads.values()))
     if math.isfinite(total):
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
@@ -318,8 +318,24 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
 
 def grads_finite(grads: Mapping[str, np.ndarray]) -> bool:
     """True if no gradient holds a NaN or an infinity."""
-    return all(g.all_finite() if isinstance(g, RowSparse) else bool(np.isfinite(g).all())
+    return all(g.all_finite() if isinstance(g, RowSparse) else _sq_sum(g)[1] == 0.0
                for g in grads.values())
+
+
+def _sq_sum(g):
+    """(float64 sum of squares of g, 0.0 if g is all finite else NaN): one compiled pass
+    where it can (:func:`rnnkit.kernels.adam.sq_sum`), NumPy otherwise."""
+    from . import kernels
+
+    if (kernels.available() and g.dtype in (np.float32, np.float64) and g.flags.c_contiguous
+            and FUSED_ADAM):
+        from .kernels import warm
+        from .kernels.adam import sq_sum
+
+        warm.wait_for("adam")
+        return sq_sum(g.reshape(-1))
+    s = float(np.square(g, dtype=np.float64).sum())
+    return s, 0.0 if bool(np.isfinite(g).all()) else math.nan
 
 
 class ReduceLROnPlateau:

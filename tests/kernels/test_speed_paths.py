@@ -245,3 +245,30 @@ def test_float32_exp_accuracy():
     ref = np.exp(x.astype(np.float64))
     assert np.max(np.abs(p * two_n - ref) / ref) < 4e-7
     assert s == pytest.approx(ref.sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sq_sum_kernel_norm_and_finiteness(dtype):
+    """The gradient norm's one-pass kernel: the float64 sum of squares (to summation order)
+    and a flag that is 0 exactly when every value is finite — also for finite values whose
+    square overflows."""
+    from rnnkit.kernels.adam import sq_sum
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal(10_010) * 1e3).astype(dtype)
+    s, bad = sq_sum(x)
+    assert s == pytest.approx(float(np.square(x, dtype=np.float64).sum()), rel=1e-12)
+    assert bad == 0.0
+    for v in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[5003] = v
+        assert np.isnan(sq_sum(y)[1])
+        assert optim.grads_finite({"w": y.reshape(7, -1)[:, :1001].copy()}) is False
+    if dtype == np.float64:
+        big = np.array([1e200, -1e200])
+        assert sq_sum(big)[1] == 0.0 and optim.grads_finite({"b": big})
+    assert optim.grads_finite({"w": x}) is True
+    g = {"w": x.copy()}
+    norm = optim.clip_grad_norm(g, 1.0)
+    assert norm == pytest.approx(float(np.linalg.norm(x.astype(np.float64))), rel=1e-12)
+    assert float(np.linalg.norm(g["w"].astype(np.float64))) == pytest.approx(1.0, rel=1e-5)

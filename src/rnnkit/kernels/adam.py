@@ -32,3 +32,17 @@ def adam_update(p, g, m, v, c1, b2, c2, step_size, bc2, eps, wd):
         d = np.sqrt(vi) / bc2
         d = d + eps
         p[i] = p[i] - step_size * (mi / d)
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy", nogil=True)
+def sq_sum(x):
+    """(sum of x*x in float64, 0.0 if every value is finite else NaN) for a flat array x,
+    in one pass with no temporary.  Reassociation lets the sums vectorise; without the
+    no-NaN/no-Inf flags ``v - v`` is NaN for an infinity or a NaN, as it must be."""
+    s = 0.0
+    bad = 0.0
+    for i in range(x.size):
+        v = np.float64(x[i])
+        s += v * v
+        bad += v - v
+    return s, bad

@@ -3,7 +3,8 @@ second process while this one compiles the forward loop.
 
 Numba compiles one function at a time per process (a global compiler lock), and the first
 ``rnnkit train`` after install spends about 3 s compiling: the whole-sequence forward loop,
-the backward loop, Adam's update and the embedding scatter, in that order of first use.  When
+the backward loop, Adam's update (and the gradient norm) and the embedding scatter, in
+that order of first use.  When
 the disk cache (``cache=True``) does not hold the backward loop yet, :func:`start` launches
 ``python -m rnnkit.kernels.warm CELL DTYPE``: it compiles the backward loop, then Adam and
 the scatter, on tiny arrays of exactly the types the run passes, and prints each name as its
@@ -106,6 +107,7 @@ def _compile(cell: str, dtype: str) -> None:
     c = dt.type
     adam.adam_update(z(3), z(3), z(3), z(3), c(0.1), c(0.999), c(0.001), c(0.001), c(1.0),
                      c(1e-8), c(0.0))
+    adam.sq_sum(z(3))
     print("adam", flush=True)
     table.scatter_rows(z(3, G), np.zeros((T, N), dtype=np.int64), z(T, N, G))
     print("scatter", flush=True)

@@ -95,6 +95,26 @@ def scores(model, words, entries, src_vocab, tgt_vocab, beam, batch=256, length_
     return wrong / len(words), edits / ref_len
 
 
+def select_by_val_wer(model, checkpoint, val, entries, src_vocab, tgt_vocab):
+    """Keep in ``model`` whichever of the lowest-validation-loss weights and the last weights
+    saved in ``checkpoint`` decodes the validation words with the lower greedy WER (the
+    validation loss, teacher-forced, kept rising after the word error stopped falling)."""
+    from rnnkit.checkpoint import load_checkpoint
+
+    if not checkpoint:
+        raise SystemExit("--select wer needs --checkpoint (the last weights are read from it)")
+    arrays, _ = load_checkpoint(checkpoint)
+    found = {}
+    for which in ("best/", "param/"):
+        model.load_params({k[len(which):]: v for k, v in arrays.items() if k.startswith(which)})
+        found[which] = scores(model, val, entries, src_vocab, tgt_vocab, 1)
+        print(f"  validation, {'lowest-loss' if which == 'best/' else 'last'} weights: greedy "
+              f"WER {100 * found[which][0]:.2f}%  PER {100 * found[which][1]:.2f}%", flush=True)
+    pick = min(found, key=lambda k: found[k][0])
+    model.load_params({k[len(pick):]: v for k, v in arrays.items() if k.startswith(pick)})
+    print(f"  kept the {'lowest-loss' if pick == 'best/' else 'last'} weights", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=12000)
@@ -127,6 +147,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only this many words (quick runs)")
     ap.add_argument("--save", metavar="DIR", help="also save the model for `rnnkit seq2seq predict`")
+    ap.add_argument("--select", choices=("loss", "wer"), default="loss",
+                    help="the weights scored on the test words: those of the lowest validation "
+                         "loss (kept by training), or (wer, needs --checkpoint) whichever of "
+                         "those and the last ones has the lower greedy WER on the validation "
+                         "words")
     args = ap.parse_args(argv)
     if args.lr is None:
         args.lr = 1e-3 if args.attention != "none" else 2e-3
@@ -194,6 +219,8 @@ def main(argv=None):
         print(f"training stopped by Ctrl-C at step {result.steps}", flush=True)
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(best val loss {result.val_loss:.4f} at step {result.best_step})", flush=True)
+    if args.select == "wer":
+        select_by_val_wer(model, args.checkpoint, val, entries, src_vocab, tgt_vocab)
     rows = []
     for beam in (1, args.beam):
         t = time.perf_counter()

@@ -272,3 +272,25 @@ def test_sq_sum_kernel_norm_and_finiteness(dtype):
     norm = optim.clip_grad_norm(g, 1.0)
     assert norm == pytest.approx(float(np.linalg.norm(x.astype(np.float64))), rel=1e-12)
     assert float(np.linalg.norm(g["w"].astype(np.float64))) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_float32_xent_row_split_equals_one_pass(monkeypatch):
+    """Split over two row workers (forced), the loss and every gradient row are those of one
+    pass: each row is done alone, and the totals are added in row order."""
+    from rnnkit.kernels import loss as kloss
+
+    rng = np.random.default_rng(13)
+    z = (rng.standard_normal((301, 57)) * 4).astype(np.float32)
+    y = rng.integers(0, 57, 301).astype(np.int64)
+    one = z.copy()
+    t1 = kloss.xent(one, y, np.float32(1 / 301))
+    monkeypatch.setattr(kloss, "SPLIT_MIN", 0)
+    monkeypatch.setenv("RNNKIT_STEP_THREADS", "2")
+    calls = []
+    real = kloss._xent32
+    monkeypatch.setattr(kloss, "_xent32", lambda z_, *a: calls.append(z_.shape[0]) or real(z_, *a))
+    two = z.copy()
+    t2 = kloss.xent(two, y, np.float32(1 / 301))
+    assert sorted(calls) == [150, 151]
+    np.testing.assert_array_equal(two, one)
+    assert t2 == pytest.approx(t1, rel=1e-12)

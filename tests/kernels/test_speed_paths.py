@@ -294,3 +294,11 @@ def test_float32_xent_row_split_equals_one_pass(monkeypatch):
     assert sorted(calls) == [150, 151]
     np.testing.assert_array_equal(two, one)
     assert t2 == pytest.approx(t1, rel=1e-12)
+    monkeypatch.setattr(kloss, "SPLIT_MIN", 1 << 30)
+    p1, l1 = kloss.pick_log_softmax(z, y), np.empty_like(z)
+    kloss.log_softmax(z, l1)
+    monkeypatch.setattr(kloss, "SPLIT_MIN", 0)
+    p2, l2 = kloss.pick_log_softmax(z, y), np.empty_like(z)
+    kloss.log_softmax(z, l2)
+    np.testing.assert_array_equal(p2, p1)
+    np.testing.assert_array_equal(l2, l1)

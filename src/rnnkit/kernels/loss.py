@@ -185,26 +185,34 @@ def xent(z, targets, scale) -> float:
     z becomes scale * dnll/dz.  ``scale`` of z's dtype."""
     if z.dtype != np.float32:
         return float(xent_inplace(z, targets, scale))
-    M, V = z.shape
-    if M * V < SPLIT_MIN:
-        return float(_xent32(z, targets, scale, *_scratch(V)))
-    from ..recurrent import _on_rows  # the time loops' row workers, one pool
-    from . import blas
-
     totals = {}
 
     def rows(n0, n1):
-        totals[n0] = _xent32(z[n0:n1], targets[n0:n1], scale, *_scratch(V))
+        totals[n0] = _xent32(z[n0:n1], targets[n0:n1], scale, *_scratch(z.shape[1]))
+
+    _by_rows(z, rows)
+    return float(sum(totals[k] for k in sorted(totals)))
+
+
+def _by_rows(z, rows):
+    """rows(n0, n1) over all of z's rows: one call below SPLIT_MIN logits, else one per
+    worker of the thread plan, side by side."""
+    M, V = z.shape
+    if M * V < SPLIT_MIN:
+        rows(0, M)
+        return
+    from ..recurrent import _on_rows  # the time loops' row workers: one pool
+    from . import blas
 
     _on_rows(blas.plan(M, compiled=True), M, rows)
-    return float(sum(totals[k] for k in sorted(totals)))
 
 
 def pick_log_softmax(z, targets):
     """log softmax(z)[m, targets[m]] (M,) float64 for z (M, V) C-contiguous, z unchanged."""
     out = np.empty(z.shape[0], dtype=np.float64)
     if z.dtype == np.float32:
-        _pick32(z, targets, out, *_scratch(z.shape[1]))
+        _by_rows(z, lambda n0, n1: _pick32(z[n0:n1], targets[n0:n1], out[n0:n1],
+                                           *_scratch(z.shape[1])))
     else:
         _pick64(z, targets, out)
     return out
@@ -213,7 +221,7 @@ def pick_log_softmax(z, targets):
 def log_softmax(z, out):
     """out[m] = z[m] - logsumexp(z[m]) for z, out (M, V) C-contiguous; out may be z."""
     if z.dtype == np.float32:
-        _log_softmax32(z, out, *_scratch(z.shape[1]))
+        _by_rows(z, lambda n0, n1: _log_softmax32(z[n0:n1], out[n0:n1], *_scratch(z.shape[1])))
     else:
         log_softmax_rows(z, out)
 

@@ -95,24 +95,38 @@ def scores(model, words, entries, src_vocab, tgt_vocab, beam, batch=256, length_
     return wrong / len(words), edits / ref_len
 
 
-def select_by_val_wer(model, checkpoint, val, entries, src_vocab, tgt_vocab):
-    """Keep in ``model`` whichever of the lowest-validation-loss weights and the last weights
-    saved in ``checkpoint`` decodes the validation words with the lower greedy WER (the
-    validation loss, teacher-forced, kept rising after the word error stopped falling)."""
+def select_by_val_wer(model, checkpoint, val, entries, src_vocab, tgt_vocab, snapshots=(),
+                      average_last=0, average_every=1, steps=0):
+    """Keep in ``model`` whichever candidate decodes the validation words with the lower
+    greedy WER (the validation loss, teacher-forced, kept rising after the word error stopped
+    falling): the lowest-validation-loss weights and the last weights, both read from
+    ``checkpoint``, and with ``average_last`` K the average of the weights after the last K
+    multiples of ``average_every`` updates (``snapshots`` from training, plus the last weights
+    when ``steps`` is such a multiple)."""
     from rnnkit.checkpoint import load_checkpoint
 
     if not checkpoint:
         raise SystemExit("--select wer needs --checkpoint (the last weights are read from it)")
     arrays, _ = load_checkpoint(checkpoint)
+    candidates = {name: {k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}
+                  for name, pre in (("lowest-loss", "best/"), ("last", "param/"))}
+    if average_last:
+        snaps = [w for _, w in snapshots]
+        if steps % average_every == 0:
+            snaps.append(candidates["last"])
+        snaps = snaps[-average_last:]
+        candidates[f"average of {len(snaps)}"] = {
+            k: np.mean([w[k] for w in snaps], axis=0).astype(candidates["last"][k].dtype)
+            for k in candidates["last"]}
     found = {}
-    for which in ("best/", "param/"):
-        model.load_params({k[len(which):]: v for k, v in arrays.items() if k.startswith(which)})
-        found[which] = scores(model, val, entries, src_vocab, tgt_vocab, 1)
-        print(f"  validation, {'lowest-loss' if which == 'best/' else 'last'} weights: greedy "
-              f"WER {100 * found[which][0]:.2f}%  PER {100 * found[which][1]:.2f}%", flush=True)
+    for name, weights in candidates.items():
+        model.load_params(weights)
+        found[name] = scores(model, val, entries, src_vocab, tgt_vocab, 1)
+        print(f"  validation, {name} weights: greedy WER {100 * found[name][0]:.2f}%  "
+              f"PER {100 * found[name][1]:.2f}%", flush=True)
     pick = min(found, key=lambda k: found[k][0])
-    model.load_params({k[len(pick):]: v for k, v in arrays.items() if k.startswith(pick)})
-    print(f"  kept the {'lowest-loss' if pick == 'best/' else 'last'} weights", flush=True)
+    model.load_params(candidates[pick])
+    print(f"  kept the {pick} weights", flush=True)
 
 
 def main(argv=None):
@@ -150,8 +164,13 @@ def main(argv=None):
     ap.add_argument("--select", choices=("loss", "wer"), default="loss",
                     help="the weights scored on the test words: those of the lowest validation "
                          "loss (kept by training), or (wer, needs --checkpoint) whichever of "
-                         "those and the last ones has the lower greedy WER on the validation "
-                         "words")
+                         "those, the last ones and the --average-last average has the lower "
+                         "greedy WER on the validation words")
+    ap.add_argument("--average-last", type=int, default=0, metavar="K",
+                    help="with --select wer: also try the average of the weights after the "
+                         "last K multiples of --average-every updates (the last weights one "
+                         "of them)")
+    ap.add_argument("--average-every", type=int, default=1000, metavar="N")
     args = ap.parse_args(argv)
     if args.lr is None:
         args.lr = 1e-3 if args.attention != "none" else 2e-3
@@ -192,23 +211,27 @@ def main(argv=None):
 
     make_train = batcher(train)
     curve = []
-    if args.curve_every:
-        # The curve is measured from inside the batch maker: before the batch of step k the
-        # weights have had k - 1 updates.  It reads the model only (decoding keeps nothing).
-        calls = [0]
-        plain = make_train
-        curve_words = test[: args.curve_words]
+    snapshots = []  # (updates, weights) for --average-last
+    calls = [0]
+    plain = make_train
+    curve_words = test[: args.curve_words]
 
-        def make_train(idx):
-            if calls[0] and calls[0] % args.curve_every == 0:
-                t = time.perf_counter()
-                wer, per = scores(model, curve_words, entries, src_vocab, tgt_vocab, 1)
-                curve.append((calls[0], wer, per))
-                print(f"curve: step {calls[0] + args.step_offset}: greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%"
-                      f"  ({len(curve_words)} test words, {time.perf_counter() - t:.0f}s, "
-                      f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
-            calls[0] += 1
-            return plain(idx)
+    def make_train(idx):
+        # Runs before the batch of each step: the weights have had calls[0] updates.  It
+        # reads the model only (decoding keeps nothing).
+        n = calls[0]
+        if n and args.curve_every and n % args.curve_every == 0:
+            t = time.perf_counter()
+            wer, per = scores(model, curve_words, entries, src_vocab, tgt_vocab, 1)
+            curve.append((n, wer, per))
+            print(f"curve: step {n + args.step_offset}: greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%"
+                  f"  ({len(curve_words)} test words, {time.perf_counter() - t:.0f}s, "
+                  f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
+        if n and args.average_last and n % args.average_every == 0:
+            snapshots.append((n, {k: v.copy() for k, v in model.params.items()}))
+            del snapshots[: -args.average_last]
+        calls[0] += 1
+        return plain(idx)
 
     result = fit(model, make_train, len(train), steps=args.steps, batch_size=args.batch,
                  lr=args.lr, seed=args.seed, val=(batcher(val), len(val)),
@@ -220,7 +243,8 @@ def main(argv=None):
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min "
           f"(best val loss {result.val_loss:.4f} at step {result.best_step})", flush=True)
     if args.select == "wer":
-        select_by_val_wer(model, args.checkpoint, val, entries, src_vocab, tgt_vocab)
+        select_by_val_wer(model, args.checkpoint, val, entries, src_vocab, tgt_vocab,
+                          snapshots, args.average_last, args.average_every, result.steps)
     rows = []
     for beam in (1, args.beam):
         t = time.perf_counter()

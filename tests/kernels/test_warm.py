@@ -63,3 +63,24 @@ def test_no_helper_without_need(monkeypatch):
     monkeypatch.delenv("RNNKIT_NO_WARM")
     assert warm.start("transformer", "float32") is False  # no such loop
     warm.wait_for("bwd")  # no helper: returns at once
+
+
+def test_wait_gives_up_on_a_silent_or_dead_helper(monkeypatch):
+    from rnnkit.kernels import warm
+
+    monkeypatch.setattr(warm, "_done", set())
+    # A helper that prints nothing and sleeps: stopped after WAIT_S, the run goes on.
+    monkeypatch.setattr(warm, "WAIT_S", 0.5)
+    monkeypatch.setattr(warm, "_proc", subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], stdout=subprocess.PIPE,
+        bufsize=0))
+    proc = warm._proc
+    warm.wait_for("bwd")
+    assert warm._proc is None and proc.returncode is not None
+    # A helper that says one name and exits: the others are not waited for.
+    monkeypatch.setattr(warm, "_proc", subprocess.Popen(
+        [sys.executable, "-c", "print('bwd', flush=True)"], stdout=subprocess.PIPE, bufsize=0))
+    warm.wait_for("bwd")
+    assert "bwd" in warm._done
+    warm.wait_for("adam")
+    assert warm._proc is None

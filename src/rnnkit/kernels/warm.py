@@ -19,8 +19,10 @@ side already), or if the helper fails, the run compiles what it needs itself, as
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -29,6 +31,7 @@ _BWD = {"lstm": "lstm_bwd_seq", "gru": "gru_reset_after_bwd_seq", "rnn": "rnn_bw
 
 _proc = None  # the helper process, while it has lines left to read
 _done: set = set()
+WAIT_S = 60.0  # longest wait for the helper; then it is stopped and the run compiles itself
 
 
 def _cached(func) -> bool:
@@ -56,7 +59,7 @@ def start(cell: str, dtype) -> bool:
     try:
         _proc = subprocess.Popen([sys.executable, "-m", "rnnkit.kernels.warm", cell,
                                   np.dtype(dtype).name], stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, bufsize=0)
     except OSError:
         _proc = None
         return False
@@ -70,12 +73,20 @@ def wait_for(name: str) -> None:
     global _proc
     if _proc is None or name in _done:
         return
-    for line in _proc.stdout:
-        _done.add(line.strip())
-        if name in _done:
+    fd = _proc.stdout.fileno()
+    deadline = time.monotonic() + WAIT_S
+    pending = b""
+    while name not in _done:
+        left = deadline - time.monotonic()
+        chunk = os.read(fd, 4096) if left > 0 and select.select([fd], [], [], left)[0] else None
+        if not chunk:  # ended (its output closed) or too slow: the run compiles the rest
+            if chunk is None:
+                _proc.kill()
+            _proc.wait()
+            _proc = None
             return
-    _proc.wait()
-    _proc = None
+        *lines, pending = (pending + chunk).split(b"\n")
+        _done.update(x.decode().strip() for x in lines)
 
 
 def _compile(cell: str, dtype: str) -> None:

@@ -211,6 +211,9 @@ def pick_log_softmax(z, targets):
     """log softmax(z)[m, targets[m]] (M,) float64 for z (M, V) C-contiguous, z unchanged."""
     out = np.empty(z.shape[0], dtype=np.float64)
     if z.dtype == np.float32:
+        from . import warm
+
+        warm.wait_for("pick")  # a cold start's helper may be compiling it
         _by_rows(z, lambda n0, n1: _pick32(z[n0:n1], targets[n0:n1], out[n0:n1],
                                            *_scratch(z.shape[1])))
     else:

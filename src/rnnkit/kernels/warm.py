@@ -3,11 +3,11 @@ second process while this one compiles the forward loop.
 
 Numba compiles one function at a time per process (a global compiler lock), and the first
 ``rnnkit train`` after install spends about 3 s compiling: the whole-sequence forward loop,
-the backward loop, Adam's update (and the gradient norm) and the embedding scatter, in
-that order of first use.  When
+the backward loop, Adam's update (and the gradient norm), the embedding scatter and the
+validation's picked log-probabilities, in that order of first use.  When
 the disk cache (``cache=True``) does not hold the backward loop yet, :func:`start` launches
-``python -m rnnkit.kernels.warm CELL DTYPE``: it compiles the backward loop, then Adam and
-the scatter, on tiny arrays of exactly the types the run passes, and prints each name as its
+``python -m rnnkit.kernels.warm CELL DTYPE``: it compiles the backward loop, then Adam, the
+scatter and the validation's kernel, on tiny arrays of exactly the types the run passes, and prints each name as its
 cache file is written.  The run compiles the forward loop meanwhile; before its first
 backward pass (and its first Adam step, scatter) :func:`wait_for` waits for that line, and
 the run's own call then loads the cached code instead of compiling it again.
@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-KERNELS = ("bwd", "adam", "scatter")
+KERNELS = ("bwd", "adam", "scatter", "pick")
 _BWD = {"lstm": "lstm_bwd_seq", "gru": "gru_reset_after_bwd_seq", "rnn": "rnn_bwd_seq"}
 
 _proc = None  # the helper process, while it has lines left to read
@@ -92,7 +92,7 @@ def wait_for(name: str) -> None:
 def _compile(cell: str, dtype: str) -> None:
     """Compile, in this order, the backward loop, Adam and the scatter for (cell, dtype),
     printing each name once its code is in the cache."""
-    from . import adam, sequence, table
+    from . import adam, loss, sequence, table
 
     dt = np.dtype(dtype)
     T, N, H = 2, 1, 4
@@ -122,6 +122,9 @@ def _compile(cell: str, dtype: str) -> None:
     print("adam", flush=True)
     table.scatter_rows(z(3, G), np.zeros((T, N), dtype=np.int64), z(T, N, G))
     print("scatter", flush=True)
+    if dt == np.float32:  # the first validation's log-probabilities of the targets
+        loss._pick32(z(3, 5), np.zeros(3, dtype=np.int64), np.zeros(3), *loss._scratch(5))
+        print("pick", flush=True)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,10 @@ def main(argv=None):
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--no-startup", action="store_true",
                     help="skip --version/--help, cold-compile and sample timings")
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only the --version/--help, cold-compile and sample timings")
+    ap.add_argument("--cold-repeats", type=int, default=1,
+                    help="cold/warm train pairs, with and without the cold-start helper")
     ap.add_argument("--threads", type=int, default=0,
                     help="pin both sides to n threads (default: each framework's own)")
     ap.add_argument("--name", default="e2e", help="writes bench/NAME.json")
@@ -189,9 +193,11 @@ def main(argv=None):
         tmp.replace(out_json)
 
     if not a.no_startup:
-        results["startup"] = startup(workdir, train, val, env)
+        results["startup"] = startup(workdir, train, val, env, a.cold_repeats)
         print(json.dumps(results["startup"]), flush=True)
         save()
+    if a.startup_only:
+        return 0
 
     for cell in a.cells.split(","):
         ours, theirs = train_cmds(cell, a, train, val, workdir, "")
@@ -239,7 +245,7 @@ def main(argv=None):
     return 0
 
 
-def startup(workdir, train, val, env):
+def startup(workdir, train, val, env, cold_repeats=1):
     """--version / --help wall time; the first train and sample on an empty Numba cache."""
     res = {}
     for what in ("--version", "--help"):
@@ -248,15 +254,24 @@ def startup(workdir, train, val, env):
     # A tiny model to sample from (its own run, warm cache after it).
     small = [RNNKIT, "train", str(train), "--val", str(val), "--steps", "2", "--eval-every",
              "2", "--force", "--json"]
-    cold_dir = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
-    cold_env = {**env, "NUMBA_CACHE_DIR": str(cold_dir)}
-    cold, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
-    cold_cpu = CPU[-1]
-    warm, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
-    res["train 2 steps: cold s"] = cold
-    res["train 2 steps: warm s"] = warm
-    res["train: compile s (cold - warm)"] = cold - warm
-    res["train: compile CPU s (cold - warm)"] = cold_cpu - CPU[-1]
+    # Each repeat: a cold run on a fresh cache, then a warm one on it; with the cold-start
+    # helper (rnnkit.kernels.warm) and, alternated with it, without (RNNKIT_NO_WARM=1).
+    compile_s = {"helper": [], "no helper": []}
+    for r in range(cold_repeats):
+        for variant in (("helper", "no helper") if r % 2 == 0 else ("no helper", "helper")):
+            cold_dir = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))
+            cold_env = {**env, "NUMBA_CACHE_DIR": str(cold_dir)}
+            if variant == "no helper":
+                cold_env["RNNKIT_NO_WARM"] = "1"
+            cold, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
+            warm, _, _ = timed_rss(small + ["--out", str(workdir / "cold")], cold_env)
+            compile_s[variant].append(cold - warm)
+            if variant == "helper":
+                res["train 2 steps: cold s"] = cold
+                res["train 2 steps: warm s"] = warm
+    res["train: compile s (cold - warm), runs"] = compile_s
+    res["train: compile s (cold - warm)"] = statistics.median(compile_s["helper"])
+    res["train: compile s without the helper"] = statistics.median(compile_s["no helper"])
     sample = [RNNKIT, "sample", str(workdir / "cold"), "--length", "200", "--no-stop",
               "--seed", "1"]
     cold_dir2 = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=workdir))

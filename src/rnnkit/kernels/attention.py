@@ -92,7 +92,7 @@ def general_fwd(q, keys, lengths, memory, alpha, ctx):
 
 @njit(**JIT)
 def _score_grads(n, L, dctx, alpha, memory, dalpha, dmem):
-    """dalpha[n, s] <- dL/de_s (softmax backward); dmem[n, s] += alpha_s dctx."""
+    """dalpha[n, s] <- dL/de_s (softmax backward; 0 at padding); dmem[n, s] += alpha_s dctx."""
     d = dctx[n]
     Hs = d.shape[0]
     dot = d[0] * 0
@@ -109,11 +109,13 @@ def _score_grads(n, L, dctx, alpha, memory, dalpha, dmem):
             dm[h] += w * d[h]
     for s in range(L):
         dalpha[n, s] = alpha[n, s] * (dalpha[n, s] - dot)
+    for s in range(L, dalpha.shape[1]):
+        dalpha[n, s] = 0
 
 
 @njit(**JIT)
 def additive_bwd(dctx, alpha, t, memory, v, lengths, dalpha, dmem, dkeys, dv, dqp):
-    N, S, A = t.shape
+    N, _, A = t.shape
     for n in range(N):
         L = lengths[n]
         _score_grads(n, L, dctx, alpha, memory, dalpha, dmem)
@@ -130,13 +132,11 @@ def additive_bwd(dctx, alpha, t, memory, v, lengths, dalpha, dmem, dkeys, dv, dq
                 g = (one(x) - x * x) * v[j] * de
                 dk[j] += g
                 dq[j] += g
-        for s in range(L, S):
-            dalpha[n, s] = 0
 
 
 @njit(**JIT)
 def general_bwd(dctx, alpha, q, keys, memory, lengths, de, dmem, dq):
-    N, S, Hq = keys.shape
+    N, _, Hq = keys.shape
     for n in range(N):
         L = lengths[n]
         _score_grads(n, L, dctx, alpha, memory, de, dmem)
@@ -148,5 +148,3 @@ def general_bwd(dctx, alpha, q, keys, memory, lengths, de, dmem, dq):
             kr = keys[n, s]
             for j in range(Hq):
                 dr[j] += g * kr[j]
-        for s in range(L, S):
-            de[n, s] = 0

@@ -302,3 +302,30 @@ def test_float32_xent_row_split_equals_one_pass(monkeypatch):
     kloss.log_softmax(z, l2)
     np.testing.assert_array_equal(p2, p1)
     np.testing.assert_array_equal(l2, l1)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_float32_xent_with_bias(split, monkeypatch):
+    """The bias added inside the loss kernel and its gradient summed there (per worker, then
+    added): the same loss and dL/dz as adding it first, and dL/db = the column sums."""
+    from rnnkit.kernels import loss as kloss
+
+    rng = np.random.default_rng(14)
+    z = (rng.standard_normal((203, 41)) * 3).astype(np.float32)
+    b = rng.standard_normal(41).astype(np.float32)
+    y = rng.integers(0, 41, 203).astype(np.int64)
+    ref = z + b
+    t_ref = kloss.xent(ref, y, np.float32(1 / 203))
+    if split:
+        monkeypatch.setattr(kloss, "SPLIT_MIN", 0)
+        monkeypatch.setenv("RNNKIT_STEP_THREADS", "2")
+    got = z.copy()
+    t, db = kloss.xent(got, y, np.float32(1 / 203), b)
+    assert t == pytest.approx(t_ref, rel=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(db, ref.astype(np.float64).sum(axis=0), rtol=1e-4, atol=1e-6)
+    z64 = z.astype(np.float64)
+    t64, db64 = kloss.xent(z64, y, 1 / 203, b.astype(np.float64))
+    loss_ref, d_ref = softmax_cross_entropy(z.astype(np.float64) + b, y)
+    assert t64 / 203 == pytest.approx(loss_ref, rel=1e-12)
+    np.testing.assert_allclose(db64, d_ref.sum(axis=0), rtol=1e-10, atol=1e-14)

@@ -132,19 +132,32 @@ def _exp_parts32(row, mx, p_out, two_n):
 
 
 @njit(**JIT)
-def _xent32(z, targets, scale, p, two_n, lanes):
+def _xent32(z, targets, scale, has_bias, bias, dbias, p, two_n, lanes):
+    """With ``has_bias``: the rows are z + bias (added in place, a pass over a row already in
+    cache instead of one over the whole matrix) and ``dbias`` (V,) += the column sums of
+    dL/dz, made in the pass that writes them."""
     M, V = z.shape
     total = 0.0
     for m in range(M):
         row = z[m]
+        if has_bias:
+            for j in range(V):
+                row[j] += bias[j]
         mx = _row_max32(row, lanes)
         y = targets[m]
         zy = row[y] - mx
         s = _exp_parts32(row, mx, p, two_n)
         total += math.log(s) - zy
         inv = _F(scale / s)
-        for j in range(V):
-            row[j] = p[j] * two_n[j] * inv
+        if has_bias:
+            for j in range(V):
+                d = p[j] * two_n[j] * inv
+                row[j] = d
+                dbias[j] += d
+            dbias[y] -= scale
+        else:
+            for j in range(V):
+                row[j] = p[j] * two_n[j] * inv
         row[y] -= scale
     return total
 
@@ -180,18 +193,36 @@ def _scratch(V):
 SPLIT_MIN = 1 << 20
 
 
-def xent(z, targets, scale) -> float:
+def xent(z, targets, scale, bias=None):
     """Summed nll of the rows of z (M, V) C-contiguous float32/64 against targets (M,) int64;
-    z becomes scale * dnll/dz.  ``scale`` of z's dtype."""
+    z becomes scale * dnll/dz.  ``scale`` of z's dtype.
+
+    ``bias`` (V,): the logits are z + bias (z holds them unbiased on entry); returns
+    ``(total, dL/dbias)`` instead of the total."""
+    V = z.shape[1]
     if z.dtype != np.float32:
-        return float(xent_inplace(z, targets, scale))
-    totals = {}
+        if bias is not None:
+            z += bias
+        total = float(xent_inplace(z, targets, scale))
+        return total if bias is None else (total, z.sum(axis=0))
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias, dtype=np.float32) if has_bias else np.zeros(1, np.float32)
+    totals, partial = {}, {}
 
     def rows(n0, n1):
-        totals[n0] = _xent32(z[n0:n1], targets[n0:n1], scale, *_scratch(z.shape[1]))
+        db = np.zeros(V if has_bias else 1, dtype=np.float32)
+        totals[n0] = _xent32(z[n0:n1], targets[n0:n1], scale, has_bias, b, db, *_scratch(V))
+        partial[n0] = db
 
     _by_rows(z, rows)
-    return float(sum(totals[k] for k in sorted(totals)))
+    total = float(sum(totals[k] for k in sorted(totals)))
+    if not has_bias:
+        return total
+    keys = sorted(partial)
+    db = partial[keys[0]]
+    for k in keys[1:]:
+        db += partial[k]
+    return total, db
 
 
 def _by_rows(z, rows):

@@ -39,18 +39,22 @@ LEAN_STEP_MAX_N = 8
 TABLE_MAX_V = 4096
 
 
-def _xent_inplace(z, targets) -> float:
-    """Mean cross-entropy of rows z (M, V) against targets (M,); z becomes dL/dz."""
+def _xent_inplace(z, targets, bias=None):
+    """Mean cross-entropy of rows z + bias (M, V) against targets (M,); z becomes dL/dz.
+    Returns the loss, or ``(loss, dL/dbias)`` when a bias (V,) is given."""
     from .. import kernels
 
     M = z.shape[0]
     if kernels.available() and z.flags.c_contiguous:
         from ..kernels.loss import xent
 
-        return xent(z, targets, z.dtype.type(1.0 / M)) / M
+        got = xent(z, targets, z.dtype.type(1.0 / M), bias)
+        return got / M if bias is None else (got[0] / M, got[1])
+    if bias is not None:
+        z += bias
     loss, dz = softmax_cross_entropy(z, targets)
     z[...] = dz
-    return loss
+    return loss if bias is None else (loss, z.sum(axis=0))
 
 
 def _log_softmax_inplace(z) -> None:
@@ -244,14 +248,16 @@ class LanguageModel(Model):
         h2 = h.reshape(T * N, H)
         del h
         W, b = self.out.params["weight"], self.out.params.get("bias")
-        z = h2 @ W.T  # (T*N, V) logits, time-major
-        if b is not None:
-            z += b
+        z = h2 @ W.T  # (T*N, V) logits without the bias, time-major
         yt = np.ascontiguousarray(y.T, dtype=np.int64).reshape(-1)
-        loss = _xent_inplace(z, yt)  # z is now dL/dlogits
+        db = None
+        if b is None:
+            loss = _xent_inplace(z, yt)  # z is now dL/dlogits
+        else:  # the bias added and its gradient summed inside the loss's passes
+            loss, db = _xent_inplace(z, yt, b)
         g_out = {"weight": z.T @ h2}
-        if b is not None:
-            g_out["bias"] = z.sum(axis=0)
+        if db is not None:
+            g_out["bias"] = db
         del h2
         dh = (z @ W).reshape(T, N, H)
         del z

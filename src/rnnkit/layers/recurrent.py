@@ -264,21 +264,8 @@ class RecurrentLayer:
         padded steps (or (N, F) if ``return_sequences`` is False); the final state in the
         same layout as ``state``; and the cache for :meth:`backward`.
         """
-        if embedding is not None:
-            emb = _checks.as_float_array(embedding, "embedding", 2, self.dtype, "V, D")
-            if emb.shape[1] != self.input_size:
-                raise ValueError(f"embedding must have shape (V, {self.input_size}) (V, D), "
-                                 f"got {emb.shape}")
-            ids = self._check_ids(x, emb.shape[0], 2, "N, T")
-            N, T = ids.shape
-        else:
-            x = _checks.as_float_array(x, "x", 3, self.dtype, "N, T, D")
-            N, T, D = x.shape
-            if D != self.input_size:
-                raise ValueError(f"x must have shape (N, T, {self.input_size}) (N, T, D), "
-                                 f"got {x.shape}")
-        if T == 0 or N == 0:
-            raise ValueError(f"x must have at least one sequence and one step, got {N} x {T}")
+        x, emb = self._check_input(x, embedding)
+        N, T = x.shape[:2]
         lengths = _checks.check_lengths(lengths, N, T)
         if state is None:
             h0 = c0 = None
@@ -293,18 +280,7 @@ class RecurrentLayer:
         hn = np.empty(self.state_shape(N), dtype=self.dtype)
         cn = np.empty(self.state_shape(N), dtype=self.dtype) if self.mode == "lstm" else None
         zeros = np.zeros((N, H), dtype=self.dtype)
-        tables = None
-        if embedding is not None:
-            ids_tm = np.ascontiguousarray(ids.T, dtype=np.int64)  # (T, N)
-            cache.ids, cache.embedding = ids_tm, emb
-            if emb.shape[0] < N * T:
-                tables = self.input_tables(emb)
-                cache.tables = True
-                inp = None
-            else:
-                inp = emb[ids_tm]  # (T, N, D)
-        else:
-            inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, N, D)
+        inp, tables, ids_tm = self._first_input(x, emb, cache)
         for layer in range(self.num_layers):
             outs, dcs = [], []
             for d in range(self.num_directions):
@@ -324,12 +300,7 @@ class RecurrentLayer:
             merged = self._merge(outs)
             drop = None
             if use_dropout and layer < self.num_layers - 1:
-                keep = 1.0 - self.dropout
-                # Time-major (T, N, H): a per-example generator (the training loop's
-                # ExampleRNG) is told which axis holds the examples.
-                draw = getattr(rng, "random_batch", None)
-                u = draw(merged.shape, 1) if draw is not None else rng.random(merged.shape)
-                drop = (u < keep).astype(self.dtype) / self.dtype.type(keep)
+                drop = self._drop_mask(merged.shape, rng)
                 merged = merged * drop
             cache.dirs.append(dcs)
             cache.outs.append(outs if self.merge_mode == "product" else None)
@@ -343,6 +314,49 @@ class RecurrentLayer:
             out = self._merge(cache.final_h)
         new_state = (hn, cn) if self.mode == "lstm" else hn
         return out, new_state, (cache if keep_cache else None)
+
+    def _check_input(self, x, embedding):
+        """-> (x (N, T, D) floats, None), or (ids (N, T), embedding (V, D)); ValueError when
+        a shape does not fit the layer or a side is empty."""
+        emb = None
+        if embedding is not None:
+            emb = _checks.as_float_array(embedding, "embedding", 2, self.dtype, "V, D")
+            if emb.shape[1] != self.input_size:
+                raise ValueError(f"embedding must have shape (V, {self.input_size}) (V, D), "
+                                 f"got {emb.shape}")
+            x = self._check_ids(x, emb.shape[0], 2, "N, T")
+        else:
+            x = _checks.as_float_array(x, "x", 3, self.dtype, "N, T, D")
+            if x.shape[2] != self.input_size:
+                raise ValueError(f"x must have shape (N, T, {self.input_size}) (N, T, D), "
+                                 f"got {x.shape}")
+        N, T = x.shape[:2]
+        if T == 0 or N == 0:
+            raise ValueError(f"x must have at least one sequence and one step, got {N} x {T}")
+        return x, emb
+
+    def _first_input(self, x, emb, cache):
+        """Layer 0's input, time-major: ``(inp (T, N, D) or None, tables or None, ids (T, N)
+        or None)`` — with an embedding, its rows gathered, or (when V < N*T) a lookup into
+        the embedding-projection tables instead."""
+        if emb is None:
+            return np.ascontiguousarray(x.transpose(1, 0, 2)), None, None
+        N, T = x.shape
+        ids_tm = np.ascontiguousarray(x.T, dtype=np.int64)  # (T, N)
+        cache.ids, cache.embedding = ids_tm, emb
+        if emb.shape[0] < N * T:
+            cache.tables = True
+            return None, self.input_tables(emb), ids_tm
+        return emb[ids_tm], None, ids_tm
+
+    def _drop_mask(self, shape, rng):
+        """Inverted-dropout mask (T, N, F) between stacked layers."""
+        keep = 1.0 - self.dropout
+        # Time-major (T, N, H): a per-example generator (the training loop's ExampleRNG) is
+        # told which axis holds the examples.
+        draw = getattr(rng, "random_batch", None)
+        u = draw(shape, 1) if draw is not None else rng.random(shape)
+        return (u < keep).astype(self.dtype) / self.dtype.type(keep)
 
     def step(self, x_t, state=None, *, input_tables=None):
         """One time step through all layers without building a cache (generation).

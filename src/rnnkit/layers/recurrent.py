@@ -453,36 +453,11 @@ class RecurrentLayer:
         memory falls by about one layer's cache plus the gate-gradient buffers.  The
         gradients are the same.  ``time_major=True``: dout is (T, N, F) and dx (T, N, D).
         """
-        N, T = cache.N, cache.T
+        N = cache.N
         if release and cache.dirs and cache.dirs[0] is None:
             raise ValueError("this cache was consumed by a backward(release=True)")
-        H, K, L = self.hidden_size, self.num_directions, self.num_layers
-        if dout is not None:
-            if self.return_sequences and time_major:
-                _checks.check_shape(dout, "dout", (T, N, self.output_size), "T, N, F", self.dtype)
-            elif self.return_sequences:
-                _checks.check_shape(dout, "dout", (N, T, self.output_size), "N, T, F", self.dtype)
-            else:
-                _checks.check_shape(dout, "dout", (N, self.output_size), "N, F", self.dtype)
-        dhn = dcn = None
-        if dstate is not None:
-            dhn, dcn = self._check_state(dstate, N)
-        dh_final = [None] * (L * K)
-        dc_final = [None] * (L * K)
-        for i in range(L * K):
-            if dhn is not None:
-                dh_final[i] = dhn[i]
-                if dcn is not None:
-                    dc_final[i] = dcn[i]
-        g = None
-        if dout is not None:
-            if self.return_sequences:
-                g = np.ascontiguousarray(dout if time_major else dout.transpose(1, 0, 2))
-            else:
-                last = L - 1
-                for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
-                    i = last * K + d
-                    dh_final[i] = gd if dh_final[i] is None else dh_final[i] + gd
+        K, L = self.num_directions, self.num_layers
+        g, dh_final, dc_final = self._backward_start(dout, cache, dstate, time_major)
         cell, _, run_backward = self._driver_for(cache.backend)
         grads = {}
         dh0 = np.zeros(self.state_shape(N), dtype=self.dtype)
@@ -525,6 +500,37 @@ class RecurrentLayer:
         if time_major:
             return dx, dstate0, grads
         return np.ascontiguousarray(dx.transpose(1, 0, 2)), dstate0, grads
+
+    def _backward_start(self, dout, cache, dstate, time_major):
+        """Checked outside gradients -> ``(g, dh_final, dc_final)``: g the top layer's output
+        gradient time-major (T, N, F) or None, and per layer-direction the gradient of its
+        final h (and c), or None — dstate's, plus dout's for a last-step-only output."""
+        N, T = cache.N, cache.T
+        K, L = self.num_directions, self.num_layers
+        if dout is not None:
+            if self.return_sequences and time_major:
+                _checks.check_shape(dout, "dout", (T, N, self.output_size), "T, N, F", self.dtype)
+            elif self.return_sequences:
+                _checks.check_shape(dout, "dout", (N, T, self.output_size), "N, T, F", self.dtype)
+            else:
+                _checks.check_shape(dout, "dout", (N, self.output_size), "N, F", self.dtype)
+        dh_final = [None] * (L * K)
+        dc_final = [None] * (L * K)
+        if dstate is not None:
+            dhn, dcn = self._check_state(dstate, N)
+            for i in range(L * K):
+                dh_final[i] = dhn[i]
+                if dcn is not None:
+                    dc_final[i] = dcn[i]
+        g = None
+        if dout is not None:
+            if self.return_sequences:
+                g = np.ascontiguousarray(dout if time_major else dout.transpose(1, 0, 2))
+            else:
+                for d, gd in enumerate(self._split_merge_grad(dout, cache.final_h)):
+                    i = (L - 1) * K + d
+                    dh_final[i] = gd if dh_final[i] is None else dh_final[i] + gd
+        return g, dh_final, dc_final
 
     @staticmethod
     def _scatter(dst, ids, src, backend):

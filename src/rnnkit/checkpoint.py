@@ -169,6 +169,38 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
 MAX_HEADER_BYTES = 100_000_000
 
 
+def read_meta(path) -> dict:
+    """The meta dict of a checkpoint read from its header alone, the tensors left unread.
+
+    Not verified (the checksum covers the arrays too): it tells what a file claims to be —
+    its kind, to pick the loader that then reads and checks all of it.  Anything unusual
+    (short, foreign, another version, bad JSON) goes to :func:`load_checkpoint`, so the
+    refusal is the same one-line CheckpointError.
+    """
+    from ._io import InputError, open_input
+
+    path = Path(path)
+    header = None
+    try:
+        with open_input(path, what="checkpoint file") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            follow = None if f.size is None else f.size - 8
+            if 0 <= n <= MAX_HEADER_BYTES and (follow is None or n <= follow):
+                header = f.read(n)
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
+    try:
+        md = json.loads(header.decode("utf-8"))["__metadata__"]
+        if md["rnnkit.format"] == FORMAT and md["rnnkit.format_version"] == str(FORMAT_VERSION):
+            meta = json.loads(md["rnnkit.meta"])
+            if isinstance(meta, dict):
+                return meta
+    except Exception:  # noqa: S110 - the full reader below says what is wrong
+        pass
+    return load_checkpoint(path)[1]
+
+
 def _read_bounded(f) -> bytes:
     """The bytes of a checkpoint, read only as far as its own header says it goes.
 

@@ -93,3 +93,27 @@ def test_command_line_cell_names_are_the_registry():
     from rnnkit.lm.options import CELL_NAMES
 
     assert sorted(CELL_NAMES) == sorted(CELLS)
+
+
+def test_read_meta_from_the_header_alone(tmp_path, monkeypatch):
+    """read_meta gives load_checkpoint's meta without reading the tensors, and the same
+    one-line refusal for a file that is not a whole rnnkit checkpoint."""
+    import rnnkit.checkpoint as ck
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {"w": np.arange(6.0).reshape(2, 3)}, {"kind": "demo", "n": [1, 2]})
+    calls = []
+    real = ck.load_checkpoint
+    monkeypatch.setattr(ck, "load_checkpoint", lambda p: calls.append(p) or real(p))
+    assert ck.read_meta(path) == real(path)[1] == {"kind": "demo", "n": [1, 2]}
+    assert calls == []  # the header sufficed
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(path.read_bytes()[:5])
+    with pytest.raises(CheckpointError, match="short.safetensors"):
+        ck.read_meta(short)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"\x93NUMPY" + b"\0" * 40)
+    with pytest.raises(CheckpointError, match="NumPy"):
+        ck.read_meta(other)
+    with pytest.raises(CheckpointError, match="missing"):
+        ck.read_meta(tmp_path / "missing.safetensors")

@@ -30,7 +30,7 @@ def load_source(path) -> tuple:
     """``(model, kind, info)`` of a model directory (or its model file); info holds the
     vocabularies, labels and tokenization for the metadata.  ValueError (one line) when the
     path holds no model rnnkit can read."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import read_meta
 
     path = Path(path)
     if not path.exists():
@@ -38,8 +38,7 @@ def load_source(path) -> tuple:
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.is_file():
         raise ValueError(f"{path}: no {MODEL_FILE} in this directory (nothing to export)")
-    _, meta = load_checkpoint(file)
-    stored = meta.get("kind")
+    stored = read_meta(file).get("kind")  # the header only; the loader below checks it all
     if stored == "language_model":
         from ..lm.bundle import load_model
 

@@ -306,20 +306,38 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
     max_norm = _number(max_norm, "max_norm")
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    total = math.sqrt(sum(g.square_sum() if isinstance(g, RowSparse) else _sq_sum(g)[0]
-                          for g in grads.values()))
+    total = math.sqrt(grad_square_sum(grads)[0])
+    scale_to_norm(grads, max_norm, total)
+    return total
+
+
+def scale_to_norm(grads: Mapping[str, np.ndarray], max_norm: float, total: float) -> None:
+    """The scaling step of :func:`clip_grad_norm` for a norm ``total`` already known."""
     if math.isfinite(total):
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
             for g in grads.values():
                 g *= coef
-    return total
+
+
+def grad_square_sum(grads: Mapping[str, np.ndarray]) -> tuple[float, bool]:
+    """(sum of the squares of every gradient in float64, whether all are finite) in one pass
+    over each — what the NaN check and the clip norm of a training step both need."""
+    total, finite = 0.0, True
+    for g in grads.values():
+        if isinstance(g, RowSparse):
+            total += g.square_sum()
+            finite = finite and g.all_finite()
+        else:
+            sq, bad = _sq_sum(g)
+            total += sq
+            finite = finite and bad == 0.0
+    return total, finite
 
 
 def grads_finite(grads: Mapping[str, np.ndarray]) -> bool:
     """True if no gradient holds a NaN or an infinity."""
-    return all(g.all_finite() if isinstance(g, RowSparse) else _sq_sum(g)[1] == 0.0
-               for g in grads.values())
+    return grad_square_sum(grads)[1]
 
 
 def _sq_sum(g):

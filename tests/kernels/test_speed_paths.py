@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -329,3 +331,20 @@ def test_float32_xent_with_bias(split, monkeypatch):
     loss_ref, d_ref = softmax_cross_entropy(z.astype(np.float64) + b, y)
     assert t64 / 203 == pytest.approx(loss_ref, rel=1e-12)
     np.testing.assert_allclose(db64, d_ref.sum(axis=0), rtol=1e-10, atol=1e-14)
+
+
+def test_grad_square_sum_one_pass_for_check_and_clip():
+    """The training step's NaN check and clip norm come from one pass: the same norm as
+    clip_grad_norm, the same verdict as grads_finite, and the same clipped gradients."""
+    rng = np.random.default_rng(15)
+    g = {"a": rng.standard_normal((7, 5)).astype(np.float32) * 3,
+         "b": rng.standard_normal(9).astype(np.float32)}
+    sq, finite = optim.grad_square_sum(g)
+    ref = {k: v.copy() for k, v in g.items()}
+    norm = optim.clip_grad_norm(ref, 1.0)
+    assert finite is True and math.sqrt(sq) == pytest.approx(norm, rel=1e-12)
+    optim.scale_to_norm(g, 1.0, math.sqrt(sq))
+    for k in g:
+        np.testing.assert_array_equal(g[k], ref[k])
+    g["b"][3] = np.inf
+    assert optim.grad_square_sum(g)[1] is False and optim.grads_finite(g) is False

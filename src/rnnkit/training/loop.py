@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checkpoint import save_checkpoint
-from ..optim import clip_grad_norm, grads_finite
+from ..optim import grad_square_sum, grads_finite, scale_to_norm
 from .dist import Solo
 from .signals import StopFlag, TrainingError
 from .state import STATE_KIND, check_arrays_like, check_step, optional_float
@@ -116,6 +116,8 @@ def train(model, source, optimizer, *, steps, clip=0.0, on_nonfinite="stop", sch
     world = world or Solo()
     if on_nonfinite not in NONFINITE_MODES:
         raise ValueError(f"on_nonfinite must be stop or skip, got {on_nonfinite!r}")
+    if clip and not clip > 0:
+        raise ValueError(f"clip must be > 0 (0 or None: off), got {clip!r}")
     eval_every = eval_every or max(1, min(steps, 200))
     reduce = _Reducer(model.params) if world.size > 1 else None
     if world.size > 1 and resume is None:
@@ -227,9 +229,10 @@ class _Run:
         if reduce is not None:
             grads, loss, count, want_stop = reduce(self.world, grads, loss, count, want_stop)
         self.step += 1
-        if math.isfinite(loss) and grads_finite(grads):
+        sq, finite = grad_square_sum(grads)  # one pass: the NaN check and the clip norm
+        if math.isfinite(loss) and finite:
             if clip:
-                clip_grad_norm(grads, clip)
+                scale_to_norm(grads, clip, math.sqrt(sq))
             self.optimizer.step(self.model.params, grads)
             if not grads_finite(self.model.params):
                 # No way back from here: nothing of this state is saved.

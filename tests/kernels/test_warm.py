@@ -57,12 +57,23 @@ def test_helper_compiles_what_the_step_loads(cell, tmp_path):
 
 
 def test_no_helper_without_need(monkeypatch):
+    """With the cache made to look cold, a helper starts only for one process of a known
+    loop and without RNNKIT_NO_WARM (Popen recorded, nothing launched)."""
     from rnnkit.kernels import warm
 
+    launched = []
+    monkeypatch.setattr(warm, "_cached", lambda func: False)
+    monkeypatch.setattr(warm, "_proc", None)
+    monkeypatch.setattr(warm.subprocess, "Popen", lambda args, **kw: launched.append(args) or "p")
     monkeypatch.setenv("RNNKIT_NO_WARM", "1")
     assert warm.start("lstm", "float32") is False
     monkeypatch.delenv("RNNKIT_NO_WARM")
     assert warm.start("transformer", "float32") is False  # no such loop
+    assert warm.start("lstm", "float32", processes=2) is False  # MPI ranks compile themselves
+    assert launched == []
+    assert warm.start("gru", "float32") is True
+    assert launched[0][-2:] == ["gru", "float32"]
+    monkeypatch.setattr(warm, "_proc", None)
     warm.wait_for("bwd")  # no helper: returns at once
 
 

@@ -42,11 +42,13 @@ def _cached(func) -> bool:
         return True
 
 
-def start(cell: str, dtype) -> bool:
+def start(cell: str, dtype, processes: int = 1) -> bool:
     """Launch the helper if the backward loop of ``cell`` (lstm, gru with reset after, rnn)
-    is not in the disk cache yet.  True when a helper runs."""
+    is not in the disk cache yet and the run is one process (MPI ranks compile side by side
+    already).  True when a helper runs."""
     global _proc
-    if _proc is not None or cell not in _BWD or os.environ.get("RNNKIT_NO_WARM"):
+    if (_proc is not None or processes != 1 or cell not in _BWD
+            or os.environ.get("RNNKIT_NO_WARM")):
         return False
     from . import available
 

@@ -194,6 +194,7 @@ class Trainer:
         return model, opt, sched
 
     def run(self) -> dict:
+        from ..kernels import warm
         from ..training import dist
         from ..training.loop import train
         from ..training.rundir import RunLock, drop_partial_line, remove_stale_temporaries
@@ -204,10 +205,7 @@ class Trainer:
         o = self.opts
         world = self.world or dist.world()
         root = world.rank == 0
-        if world.size == 1:  # a cold cache: compile the backward kernels beside this process
-            from ..kernels import warm
-
-            warm.start(o.cell, o.dtype)
+        warm.start(o.cell, o.dtype, world.size)  # a cold cache: backward compiled beside us
         setup = dist.on_root(world, lambda: self._prepare(world))
         if world.size > 1:
             setup = _broadcast_setup(world, setup or {})

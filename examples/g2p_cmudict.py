@@ -129,6 +129,40 @@ def select_by_val_wer(model, checkpoint, val, entries, src_vocab, tgt_vocab, sna
     print(f"  kept the {pick} weights", flush=True)
 
 
+def score_ensemble(dirs, beam, split_seed):
+    """WER/PER of saved models decoded as one :class:`~rnnkit.models.ensemble.Seq2SeqEnsemble`
+    (the mean of their probabilities at each step)."""
+    from rnnkit.models.ensemble import Seq2SeqEnsemble
+    from rnnkit.tasks import load_bundle
+
+    t_start = time.perf_counter()
+    entries = load_cmudict()
+    _, val, test = split(entries, split_seed)
+    models, meta = [], None
+    for d in dirs:
+        m, mm = load_bundle(d, "seq2seq")
+        if meta is not None and (mm["src_vocab"] != meta["src_vocab"]
+                                 or mm["tgt_vocab"] != meta["tgt_vocab"]):
+            raise SystemExit(f"{d}: its vocabularies differ from {dirs[0]}'s")
+        meta = meta or mm
+        models.append(m)
+        wer, per = scores(m, val, entries, mm["src_vocab"], mm["tgt_vocab"], 1)
+        print(f"{d}: validation greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%", flush=True)
+    ens = Seq2SeqEnsemble(models)
+    sv, tv = meta["src_vocab"], meta["tgt_vocab"]
+    wer, per = scores(ens, val, entries, sv, tv, 1)
+    print(f"ensemble of {len(models)}: validation greedy WER {100 * wer:.2f}%  "
+          f"PER {100 * per:.2f}%", flush=True)
+    for b in (1, beam):
+        t = time.perf_counter()
+        wer, per = scores(ens, test, entries, sv, tv, b)
+        print(f"ensemble of {len(models)}, {'greedy' if b == 1 else f'beam {b}':>8}: "
+              f"WER {100 * wer:.2f}%  PER {100 * per:.2f}%  ({len(test)} held-out words, "
+              f"{time.perf_counter() - t:.0f}s)", flush=True)
+    print(f"total run time {(time.perf_counter() - t_start) / 60:.1f} min")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=12000)
@@ -158,7 +192,12 @@ def main(argv=None):
                          "2e-3 once; 2e-3 without)")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--eval-every", type=int, default=1000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the model's initial weights, dropout and batch order")
+    ap.add_argument("--split-seed", type=int, default=0,
+                    help="the train/validation/test split (keep it at 0 to compare runs)")
+    ap.add_argument("--all-prons", action="store_true",
+                    help="train on every pronunciation of a training word, not only its first")
     ap.add_argument("--limit", type=int, default=None, help="use only this many words (quick runs)")
     ap.add_argument("--save", metavar="DIR", help="also save the model for `rnnkit seq2seq predict`")
     ap.add_argument("--select", choices=("loss", "wer"), default="loss",
@@ -171,7 +210,13 @@ def main(argv=None):
                          "last K multiples of --average-every updates (the last weights one "
                          "of them)")
     ap.add_argument("--average-every", type=int, default=1000, metavar="N")
+    ap.add_argument("--score-ensemble", nargs="+", metavar="DIR",
+                    help="train nothing: score models saved by --save (each alone on the "
+                         "validation words, then all of them as one ensemble on the validation "
+                         "and test words)")
     args = ap.parse_args(argv)
+    if args.score_ensemble:
+        return score_ensemble(args.score_ensemble, args.beam, args.split_seed)
     if args.lr is None:
         args.lr = 1e-3 if args.attention != "none" else 2e-3
     t_start = time.perf_counter()
@@ -179,11 +224,17 @@ def main(argv=None):
     if args.limit:
         keep = sorted(entries)[:: max(1, len(entries) // args.limit)][: args.limit]
         entries = {w: entries[w] for w in keep}
-    train, val, test = split(entries, args.seed)
-    src_vocab = Vocab.build(c for w in train for c in w)
-    tgt_vocab = Vocab.build(p for w in train for p in entries[w][0])
-    print(f"CMUdict: {len(entries)} words -> train {len(train)}, val {len(val)}, test {len(test)}; "
-          f"{len(src_vocab) - 3} letters, {len(tgt_vocab) - 3} phonemes", flush=True)
+    train_words, val, test = split(entries, args.split_seed)
+    # training pairs (word, pronunciation index); validation keeps the first pronunciation
+    train = [(w, k) for w in train_words
+             for k in range(len(entries[w]) if args.all_prons else 1)]
+    src_vocab = Vocab.build(c for w in train_words for c in w)
+    # built from the first pronunciations in every case, so models trained with and without
+    # --all-prons share their phoneme ids (and can be ensembled)
+    tgt_vocab = Vocab.build(p for w in train_words for p in entries[w][0])
+    print(f"CMUdict: {len(entries)} words -> train {len(train_words)} ({len(train)} pairs), "
+          f"val {len(val)}, test {len(test)}; {len(src_vocab) - 3} letters, "
+          f"{len(tgt_vocab) - 3} phonemes", flush=True)
     cfg = Seq2SeqConfig(len(src_vocab), len(tgt_vocab), embed_dim=args.embed, hidden_size=args.hidden,
                         num_layers=args.layers, cell=args.cell, bidirectional=True,
                         dropout=args.dropout, max_target_len=40, seed=args.seed,
@@ -200,9 +251,9 @@ def main(argv=None):
           f"E={args.embed}, attention {args.attention}; {model.num_parameters():,} parameters",
           flush=True)
 
-    def batcher(words):
-        xs = [src_vocab.encode(list(w)) for w in words]
-        ys = [tgt_vocab.encode(entries[w][0]) for w in words]
+    def batcher(pairs):
+        xs = [src_vocab.encode(list(w)) for w, _ in pairs]
+        ys = [tgt_vocab.encode(entries[w][k]) for w, k in pairs]
 
         def make(idx):
             src, lengths = pad_batch([xs[i] for i in idx])
@@ -234,8 +285,8 @@ def main(argv=None):
         return plain(idx)
 
     result = fit(model, make_train, len(train), steps=args.steps, batch_size=args.batch,
-                 lr=args.lr, seed=args.seed, val=(batcher(val), len(val)),
-                 eval_every=args.eval_every, length_fn=lambda i: len(train[i]),
+                 lr=args.lr, seed=args.seed, val=(batcher([(w, 0) for w in val]), len(val)),
+                 eval_every=args.eval_every, length_fn=lambda i: len(train[i][0]),
                  log=lambda m: print(m, flush=True), lr_decay=0.5,
                  checkpoint=args.checkpoint, checkpoint_every=1000)
     if result.interrupted:

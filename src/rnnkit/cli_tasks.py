@@ -52,6 +52,9 @@ class PredictOptions:
                              tasks=("seq2seq",))
     force: bool = option(False, "replace the --alignments / --plot files if they exist",
                          type=bool, tasks=("seq2seq",))
+    ensemble: list = option([], "decode with this model too (repeat for more; the mean of "
+                                "the models' probabilities, same vocabularies)",
+                            metavar="DIR", tasks=("seq2seq",))
 
     def validate(self) -> None:
         for name in ("batch", "beam"):
@@ -130,6 +133,8 @@ def cmd_predict(args, task) -> int:
     opts.validate()
     spec = get_task(task)
     model, meta = load_bundle(opts.model, spec)
+    if opts.ensemble:
+        model = _ensemble(model, meta, opts, spec)
     lines = read_inputs(opts.input)
     decode = {k: getattr(opts, k) for k in spec.decode_options}
     if opts.alignments is None and opts.plot is None:
@@ -152,6 +157,27 @@ def cmd_predict(args, task) -> int:
         out.write(f"{line}\t{pred}\n")
     out.flush()
     return 0
+
+
+def _ensemble(model, meta, opts, spec):
+    """``model`` and the ``--ensemble`` models as one :class:`Seq2SeqEnsemble`; each must read
+    and write the same symbols (vocabularies and levels equal), else a one-line ValueError."""
+    from .models.ensemble import Seq2SeqEnsemble
+    from .tasks import load_bundle
+
+    if opts.alignments is not None or opts.plot is not None:
+        flag = "--alignments" if opts.alignments is not None else "--plot"
+        raise ValueError(f"{flag}: an --ensemble has no single attention matrix; draw one "
+                         "model's alignments at a time")
+    members = [model]
+    for path in opts.ensemble:
+        other, other_meta = load_bundle(path, spec)
+        for key in ("src_vocab", "tgt_vocab", "source_level", "target_level"):
+            if other_meta[key] != meta[key]:
+                raise ValueError(f"--ensemble {path}: its {key.replace('_', ' ')} differs from "
+                                 f"{opts.model}'s; ensemble members must share it")
+        members.append(other)
+    return Seq2SeqEnsemble(members)
 
 
 # The API of this module before rnnkit.tasks (examples and the training command use them).

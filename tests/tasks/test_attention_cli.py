@@ -126,3 +126,42 @@ def test_plot_of_blank_inputs_is_refused_and_writes_nothing(models, tmp_path, ca
                           "--alignments", str(js), "--plot", str(png)], capsys)
     assert code == 2 and "nothing to plot" in err and len(err.strip().splitlines()) == 1
     assert not js.exists() and not png.exists()
+
+
+def test_ensemble_predicts_with_the_mean_of_the_models(models, data, capsys):
+    from rnnkit.data.batching import pad_sequences
+    from rnnkit.models.ensemble import Seq2SeqEnsemble
+
+    code, out, err = run(["seq2seq", "predict", str(models / "default"), str(data / "in.txt"),
+                          "--beam", "3", "--ensemble", str(models / "general")], capsys)
+    assert code == 0, err
+    a, meta = load_bundle(models / "default", "seq2seq")
+    b, _ = load_bundle(models / "general", "seq2seq")
+    words = ["abc", "d", "cab", "abcd"]
+    src, sl = pad_sequences([meta["src_vocab"].encode(list(w)) for w in words])
+    expect = [" ".join(meta["tgt_vocab"].decode(np.array(h, dtype=np.int64)))
+              for h in Seq2SeqEnsemble([a, b]).beam_search(src, sl, 3)]
+    got = [line.split("\t")[1] for line in out.splitlines()]
+    assert got == [expect[0], "", *expect[1:]]
+    # a model in an ensemble with itself predicts as alone
+    code, twice, _ = run(["seq2seq", "predict", str(models / "general"), str(data / "in.txt"),
+                          "--ensemble", str(models / "general")], capsys)
+    code2, alone, _ = run(["seq2seq", "predict", str(models / "general"), str(data / "in.txt")],
+                          capsys)
+    assert code == code2 == 0 and twice == alone
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--ensemble", str(OLD)], "differs"),
+    (["--ensemble", "{model}", "--alignments", "{out}/a.json"], "--ensemble"),
+    (["--ensemble", "{out}/nothing"], "no such model"),
+])
+def test_ensemble_mistakes_are_one_line_exit_2(models, data, tmp_path, capsys, extra, needle):
+    fill = {"out": str(tmp_path / "o"), "model": str(models / "general")}
+    (tmp_path / "o").mkdir()
+    code, out, err = run(["seq2seq", "predict", str(models / "default"), str(data / "in.txt"),
+                          *[a.format(**fill) for a in extra]], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err and "Traceback" not in err
+    assert list((tmp_path / "o").iterdir()) == []

@@ -328,16 +328,22 @@ class Seq2Seq(TargetDecoderModel):
                     length_penalty=0.0, return_scores=False):
         """Beam search (:func:`rnnkit.decode.beam_search`): a list of N best target id lists
         (without ``<eos>``); with ``return_scores`` also their total log-probabilities."""
-        K = int(beam_size)
-        if K < 1:
-            raise ValueError(f"beam size must be >= 1, got {beam_size}")
-        if isinstance(length_penalty, bool) \
-                or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(length_penalty):
-            # NaN would make every ranking comparison False: the "best" beam would be arbitrary.
-            raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
-        logp, state, max_len = self._begin(src, src_lengths, max_len)
-        hyps = decode.beam_search(self._step, logp, state, EOS, max_len, K,
-                                  float(length_penalty))
-        best = [h.tokens for h in hyps]
-        return (best, [h.logprob for h in hyps]) if return_scores else best
+        return run_beam_search(self._begin, self._step, src, src_lengths, beam_size, max_len,
+                               length_penalty, return_scores)
+
+
+def run_beam_search(begin, step, src, src_lengths, beam_size, max_len, length_penalty,
+                    return_scores):
+    """:meth:`Seq2Seq.beam_search` on a ``begin``/``step`` pair (a model's or an ensemble's)."""
+    K = int(beam_size)
+    if K < 1:
+        raise ValueError(f"beam size must be >= 1, got {beam_size}")
+    if isinstance(length_penalty, bool) \
+            or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(length_penalty):
+        # NaN would make every ranking comparison False: the "best" beam would be arbitrary.
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
+    logp, state, max_len = begin(src, src_lengths, max_len)
+    hyps = decode.beam_search(step, logp, state, EOS, max_len, K, float(length_penalty))
+    best = [h.tokens for h in hyps]
+    return (best, [h.logprob for h in hyps]) if return_scores else best

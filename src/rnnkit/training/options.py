@@ -66,6 +66,12 @@ def add_options(parser: argparse.ArgumentParser, cls, *, task=None, defaults=Non
             parser.add_argument(flag, dest=f.name, action="store_true", **kw)
             continue
         kw.update(type=md["type"] or str, dest=f.name)
+        if isinstance(default, list):  # a repeatable option: each use adds one value
+            kw.update(action="append", default=None)
+            if md["metavar"]:
+                kw["metavar"] = md["metavar"]
+            parser.add_argument(flag, **kw)
+            continue
         if md["metavar"]:
             kw["metavar"] = md["metavar"]
         elif md["choices"]:
@@ -83,6 +89,7 @@ def from_args(cls, args, **extra):
     """``cls`` built from the parsed ``args`` (fields the command did not offer keep their
     dataclass defaults) and ``extra``."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-              if hasattr(args, f.name)}
+              if hasattr(args, f.name) and getattr(args, f.name) is not None
+              or hasattr(args, f.name) and f.default_factory is dataclasses.MISSING}
     values.update(extra)
     return cls(**values)

@@ -180,9 +180,10 @@ def run_backward(cell: Cell, dout, dh_T, dc_T, cache: DirectionCache, *, release
 
 # ---- fused fast path ----------------------------------------------------------------------
 # The same time loop for the fused cells of :mod:`rnnkit.kernels`: per step one recurrent
-# product on BLAS into a preallocated buffer and one compiled gate kernel — the whole loop
-# one compiled call (kernels.sequence) when NumPy's BLAS can be called from compiled code
-# (:func:`sequence_loop`), else a Python loop over the same two calls.  Instead of
+# product into a preallocated buffer and one compiled gate kernel — the whole loop one
+# compiled call (kernels.sequence, its product on the weight packed once per run,
+# kernels.packed) for T > 1 (:func:`sequence_loop`), else a Python loop over the same two
+# calls with the product on NumPy's BLAS.  Instead of
 # gathering reversed copies, each row's time position comes from ``pos`` (T, N) — ``t`` for
 # the forward direction, :func:`reverse_index` for the reverse one — so outputs and gradients
 # land in the original order directly.  Padding is handled per row inside the kernels with
@@ -208,11 +209,7 @@ SEQUENCE_LOOP = True
 def sequence_loop(T: int) -> bool:
     """Whether a run of T steps takes the compiled whole-sequence loop (T > 1: a single step,
     as in generation, has no loop to compile and keeps its transposed-view product)."""
-    if not SEQUENCE_LOOP or T < 2:
-        return False
-    from .kernels import gemm
-
-    return gemm.available()
+    return SEQUENCE_LOOP and T >= 2
 
 
 @dataclass(eq=False)
@@ -266,9 +263,18 @@ class FusedWork:
     drz: np.ndarray | None = None  # (N, 2H) GRU reset-before: (dr, dz) of the step
     w_rz: np.ndarray | None = None  # (2H, H) GRU reset-before: W_hh[:2H]
     w_n: np.ndarray | None = None  # (H, H) GRU reset-before: W_hh[2H:]
+    # -- the step products' matrices packed for the compiled loop (kernels.packed.pack:
+    #    (panels, K, W)); forward ones dropped after the loop --
+    w_hh_t_p: np.ndarray | None = None  # w_hh_t
+    w_rz_t_p: np.ndarray | None = None  # w_rz_t
+    w_n_t_p: np.ndarray | None = None  # w_n_t
+    w_hh_p: np.ndarray | None = None  # w_hh (backward)
+    w_rz_p: np.ndarray | None = None  # w_rz (backward)
+    w_n_p: np.ndarray | None = None  # w_n (backward)
 
 
-_FORWARD_SCRATCH = ("gh", "xbuf", "grz", "ghn", "rz", "rh", "w_hh_t", "w_rz_t", "w_n_t")
+_FORWARD_SCRATCH = ("gh", "xbuf", "grz", "ghn", "rz", "rh", "w_hh_t", "w_rz_t", "w_n_t",
+                    "w_hh_t_p", "w_rz_t_p", "w_n_t_p")
 
 
 @dataclass
@@ -364,14 +370,17 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
         T=T, N=N, H=H, dtype=dtype, store=bool(store), reverse=bool(reverse),
         lens=np.full(N, T, dtype=np.int64) if lengths is None else lengths.astype(np.int64),
         pos=_positions(T, N, lengths, reverse), xsrc=xsrc, xidx=xidx, act=act,
-        # The step product h @ W_hh.T reads a C-contiguous copy of W_hh.T: OpenBLAS's
+        # The per-step product h @ W_hh.T reads a C-contiguous copy of W_hh.T: OpenBLAS's
         # transposed-operand path was 1.4-1.9x slower at these small sizes (N 16-32, H
-        # 256-1024; bench/RESULTS.md); the copy (G*H values) is made once per sequence.
+        # 256-1024; bench/RESULTS.md); the copy (G*H values) is made once per sequence.  The
+        # compiled loop packs it instead (cell.pack below).
         w_hh=np.ascontiguousarray(w_hh),
-        w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 else w_hh.T,
+        w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 and not plan.compiled else w_hh.T,
         b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype),
         hh=hh, ch=ch, out=out)
     cell.begin_forward(w)
+    if plan.compiled:
+        cell.pack(w, cell.packs_forward)
     step = cell.forward_step
 
     def loop(n0, n1):
@@ -432,6 +441,8 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
     T = w.T
     if plan.compiled:
         from .kernels import warm
+
+        cell.pack(w, cell.packs_backward)
 
         warm.wait_for("bwd")  # a cold start's helper may be compiling this loop right now
 

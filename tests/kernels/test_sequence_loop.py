@@ -1,5 +1,5 @@
-"""The compiled whole-sequence loop (kernels.sequence + kernels.gemm) against the per-step
-Python loop and the NumPy reference; the BLAS call itself; the thread plan that uses it.
+"""The compiled whole-sequence loop (kernels.sequence + kernels.packed) against the per-step
+Python loop and the NumPy reference; the packed product itself; the thread plan that uses it.
 
 The compiled loop is the per-step path with the product moved into compiled code, so the
 two must agree to rounding for every cell, ragged and reversed sequences, stacked layers,
@@ -20,10 +20,7 @@ from _compare import assert_close_tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
 
-from rnnkit.kernels import gemm as gemm_mod  # noqa: E402  (imports numba)
-
-needs_gemm = pytest.mark.skipif(not gemm_mod.available(),
-                                reason="NumPy's BLAS exports no CBLAS gemm here")
+from rnnkit.kernels import packed  # noqa: E402  (imports numba)
 
 CELLS = [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}), ("rnn", {}),
          ("rnn", {"nonlinearity": "relu"})]
@@ -31,26 +28,45 @@ CELL_IDS = ["lstm", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
 TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
 
 
-@needs_gemm
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_gemm_equals_matmul_on_row_slices(dtype):
-    rng = np.random.default_rng(0)
-    big = rng.standard_normal((3, 9, 7)).astype(dtype)
-    b = rng.standard_normal((12, 7)).astype(dtype).T  # a transposed view: rows not contiguous
-    bc = np.ascontiguousarray(b)
-    blocks = rng.standard_normal((7, 20)).astype(dtype)[:, 4:15]  # column block: ld 20
-    for a in (big[1, 2:6], big[2, 5:6], big[0]):
-        c = np.full((a.shape[0], 12), np.nan, dtype=dtype)
-        gemm_mod.gemm(a, bc, c)
-        np.testing.assert_allclose(c, a @ bc, rtol=1e-5 if dtype == np.float32 else 1e-12)
-        c2 = np.zeros((a.shape[0], 11), dtype=dtype)
-        gemm_mod.gemm(a, blocks, c2)
-        np.testing.assert_allclose(c2, a @ blocks, rtol=1e-5 if dtype == np.float32 else 1e-12)
+@pytest.mark.parametrize("M,K,N", [(16, 64, 128), (13, 7, 50), (1, 3, 33), (9, 1, 17),
+                                   (5, 40, 96), (12, 30, 31), (21, 9, 64)])
+def test_packed_gemm_equals_matmul_on_row_slices(dtype, M, K, N):
+    """Every tile (8, 4 and 1 rows), full panels and a partial last one, on row slices of
+    bigger arrays (the loops' operands), against the float64 product."""
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    big = rng.standard_normal((2, M + 3, K)).astype(dtype)
+    a = big[1, 2: M + 2]  # rows of a bigger array: row stride K, offset
+    b = rng.standard_normal((N, K)).astype(dtype).T  # a transposed view, packed as it is
+    out = np.full((M + 2, N), np.nan, dtype=dtype)
+    c = out[1: M + 1]
+    packed.packed_gemm(a, packed.pack(b), c)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(c, ref, rtol=0, atol=(2e-5 if dtype == np.float32 else 1e-13)
+                               * max(1.0, np.abs(a).sum(1).max() * np.abs(b).max()))
+    assert np.isnan(out[0]).all() and np.isnan(out[-1]).all()  # nothing outside c written
+    if dtype == np.float64:  # one fma chain per element in k order: as exact as BLAS
+        np.testing.assert_allclose(c, a @ b, rtol=1e-14, atol=1e-14)
+
+
+def test_pack_layout_and_refusals():
+    b = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
+    p = packed.pack(b)
+    assert p.shape == (2, 3, 32) and p.flags.c_contiguous
+    np.testing.assert_array_equal(p[0], b[:, :32])
+    np.testing.assert_array_equal(p[1, :, :8], b[:, 32:])
+    assert not p[1, :, 8:].any()  # the partial panel is padded with zeros
+    assert packed.pack(b.astype(np.float64)).shape == (3, 3, 16)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        packed.pack(b.astype(np.int64))
+    a = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        packed.packed_gemm(a, p, np.empty((4, 70), np.float32))  # 3 panels' width
+    with pytest.raises(ValueError, match="shapes"):
+        packed.packed_gemm(np.ones((4, 5), np.float32), p, np.empty((4, 40), np.float32))
     with pytest.raises(ValueError, match="contiguous"):
-        gemm_mod.gemm(big[0], b, np.empty((9, 12), dtype=dtype))
-    empty = np.empty((0, 12), dtype=dtype)
-    gemm_mod.gemm(big[0, :0], bc, empty)  # no rows: nothing to do, no BLAS call
-    assert "gemm" in gemm_mod.describe()
+        packed.packed_gemm(np.ones((3, 4), np.float32).T, p, np.empty((4, 40), np.float32))
+    packed.packed_gemm(a[:0], p, np.empty((0, 40), np.float32))  # no rows: nothing to do
 
 
 def _run(layer, x, lengths, state, dout, release=False):
@@ -60,17 +76,20 @@ def _run(layer, x, lengths, state, dout, release=False):
     return out, st, grads, inf, inf_st
 
 
-@needs_gemm
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_compiled_loop_equals_step_loop_and_reference(cell, dtype, workers, monkeypatch):
+@pytest.mark.parametrize("N,T,D,H", [(6, 7, 3, 5), (19, 4, 3, 40)], ids=["small", "panels"])
+def test_compiled_loop_equals_step_loop_and_reference(cell, dtype, workers, N, T, D, H,
+                                                      monkeypatch):
+    """"panels": H 40 gives the packed product full panels and a partial one, and 9-10 rows
+    per worker its 8-row and 1-row tiles."""
     mode, kw = cell
     rng = np.random.default_rng(11)
-    N, T, D, H = 6, 7, 3, 5
     layer = RecurrentLayer(D, H, 2, mode=mode, bidirectional=True, dtype=dtype, seed=4, **kw)
     x = rng.standard_normal((N, T, D)).astype(dtype)
-    lengths = np.array([7, 1, 4, 7, 2, 5])
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
     h = rng.standard_normal(layer.state_shape(N)).astype(dtype)
     state = (h, rng.standard_normal(h.shape).astype(dtype)) if mode == "lstm" else h
     dout = rng.standard_normal((N, T, layer.output_size)).astype(dtype)
@@ -97,7 +116,6 @@ def test_compiled_loop_equals_step_loop_and_reference(cell, dtype, workers, monk
     assert_close_tree(stepped, compiled, TOL[dtype], "compiled vs per-step")
 
 
-@needs_gemm
 @pytest.mark.parametrize("cell", CELLS[:3], ids=CELL_IDS[:3])
 def test_compiled_loop_release_mode_and_lm_step(cell, monkeypatch):
     """release=True (gate gradients over the saved gates) through the compiled loop."""
@@ -113,9 +131,11 @@ def test_compiled_loop_release_mode_and_lm_step(cell, monkeypatch):
     assert_close_tree(stepped, compiled, TOL[np.float64], "release")
 
 
-def test_single_step_keeps_the_step_path():
+def test_single_step_keeps_the_step_path(monkeypatch):
     assert rec.sequence_loop(1) is False
-    assert rec.sequence_loop(2) is gemm_mod.available()
+    assert rec.sequence_loop(2) is True
+    monkeypatch.setattr(rec, "SEQUENCE_LOOP", False)
+    assert rec.sequence_loop(2) is False
 
 
 def test_plan_splits_rows_only_for_compiled_loops_without_spinning_blas(monkeypatch):

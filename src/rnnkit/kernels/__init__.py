@@ -1,8 +1,8 @@
 """Fused fast paths (Numba) behind the same layer interface as :mod:`rnnkit.cells`.
 
-Per time step only two things run: the recurrent product on BLAS (NumPy's own ``cblas_?gemm``
-called from compiled code, :mod:`.gemm`, or ``np.matmul`` where that is not found) into a
-preallocated buffer and one compiled kernel doing all the gate math of the step, reading
+Per time step only two things run: the recurrent product (in the compiled loop a
+register-tiled kernel on the weight packed once per sequence, :mod:`.packed`; ``np.matmul``
+in the per-step fallback) into a preallocated buffer and one compiled kernel doing all the gate math of the step, reading
 and writing (T, N, .) buffers allocated once per sequence; the T steps of a direction are
 one compiled call (:mod:`.sequence`).  Everything else is hoisted: the
 input projection of all steps is one product before the loop, the weight gradients one

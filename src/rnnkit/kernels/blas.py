@@ -5,17 +5,18 @@ MFLOP).  Split across cores by the BLAS they gain little: its threads meet at a 
 every call while the gate kernel runs on one core, and a thread that the OS has descheduled
 stalls every step (measured: 20x slower on a loaded 2-core machine).  So the fused driver
 splits the *batch* instead: ``workers`` threads each run the whole sequence over their own
-rows — recurrent product on one BLAS thread, then the gate kernel, both releasing the GIL —
-with no synchronisation per time step (rows of a batch never interact in the recurrence).
+rows — recurrent product (in the compiled loop on the weight packed once, :mod:`.packed`;
+else on one BLAS thread), then the gate kernel, both releasing the GIL — with no
+synchronisation per time step (rows of a batch never interact in the recurrence).
 The large hoisted products (input projection, weight gradients) keep all BLAS threads.
 
 The plan depends on the machine's load (one worker, and every product of the layer on one
 BLAS thread, when the 1-minute load average says every core is taken — our own threads
 included), so it is visible — :func:`plan_line` is one line for ``rnnkit train`` to print
 once — and ``RNNKIT_STEP_THREADS=n`` overrides it (n workers, 1 BLAS thread each in the loop).
-Rows split this way give bitwise the same results as one thread with NumPy's OpenBLAS (its
-per-element sums do not depend on how the rows are cut), so a plan that changes with the
-load does not change a run's numbers.
+Rows split this way give bitwise the same results as one thread (the packed product, and
+NumPy's OpenBLAS, sum each element in the same order however the rows are cut), so a plan
+that changes with the load does not change a run's numbers.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class ThreadPlan:
             f"time loop on {self.workers} threads, each over its share of the batch rows"
         big = "all BLAS threads" if self.hoisted == 0 else f"{self.hoisted} BLAS thread" + \
             ("s" if self.hoisted > 1 else "")
-        return f"{loop}, {blas} per step product, {big} for the large ones ({self.reason})"
+        step = "compiled step products on the packed weight" if self.compiled else \
+            f"{blas} per step product"
+        return f"{loop}, {step}, {big} for the large ones ({self.reason})"
 
 
 def spin_is_short() -> bool:

@@ -1,4 +1,4 @@
-"""Fused cells: the per-step sequence (recurrent GEMM via BLAS, then one Numba gate kernel)
+"""Fused cells: the per-step sequence (recurrent product, then one Numba gate kernel)
 behind the small interface the fused driver in :mod:`rnnkit.recurrent` calls.
 
 A fused cell keeps no state; everything of one run lives in a
@@ -24,7 +24,7 @@ from .rnn import rnn_bwd, rnn_fwd
 
 def seq():
     """The whole-sequence loops (:mod:`.sequence`), imported when first used: they pull in
-    the compiled BLAS call of :mod:`.gemm`."""
+    the packed product of :mod:`.packed`."""
     from . import sequence
 
     return sequence
@@ -40,6 +40,19 @@ class FusedCell:
     keeps_gates = True  # backward reads the activated gates ``act``
     shared_bias_grad = True  # dL/db_ih == dL/db_hh
     name = "fused"
+
+    # The matrices of the step products, packed for the compiled loop (kernels.packed):
+    # (packed field, field) of FusedWork, forward and backward.
+    packs_forward = (("w_hh_t_p", "w_hh_t"),)
+    packs_backward = (("w_hh_p", "w_hh"),)
+
+    @staticmethod
+    def pack(w, pairs):
+        """Pack the step products' matrices for the compiled loop, once per run."""
+        from .packed import pack
+
+        for dst, src in pairs:
+            setattr(w, dst, pack(getattr(w, src)))
 
     def _stored(self, w, name, shape):
         setattr(w, name, np.empty(shape, dtype=w.dtype) if w.store else _dummy(w.dtype, 3))
@@ -70,11 +83,11 @@ class FusedLSTM(FusedCell):
 
     def forward_seq(self, w, n0, n1):
         seq().lstm_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh, w.ch, w.out,
-                           w.act, w.store, w.w_hh_t)
+                           w.act, w.store, w.w_hh_t_p)
 
     def backward_seq(self, w, n0, n1):
         seq().lstm_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, w.dc,
-                           w.act, w.ch, w.dG, w.scratch, w.w_hh)
+                           w.act, w.ch, w.dG, w.scratch, w.w_hh_p)
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 4 * w.H))
@@ -108,11 +121,11 @@ class FusedRNN(FusedCell):
 
     def forward_seq(self, w, n0, n1):
         seq().rnn_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, self.relu, w.hh,
-                          w.out, w.store, w.w_hh_t)
+                          w.out, w.store, w.w_hh_t_p)
 
     def backward_seq(self, w, n0, n1):
         seq().rnn_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout, self.relu,
-                          w.hh, w.dG, w.w_hh)
+                          w.hh, w.dG, w.w_hh_p)
 
     def begin_backward(self, w):
         # Nothing but the history is saved, so in release mode dG goes over dout.
@@ -148,12 +161,12 @@ class FusedGRU(FusedCell):
 
     def forward_seq(self, w, n0, n1):
         seq().gru_reset_after_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
-                                      w.out, w.act, w.ghns, w.xbuf, w.store, w.w_hh_t)
+                                      w.out, w.act, w.ghns, w.xbuf, w.store, w.w_hh_t_p)
 
     def backward_seq(self, w, n0, n1):
         seq().gru_reset_after_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout,
                                       w.act, w.ghns, w.hh, w.dG, w.dGHn, w.dGs, w.scratch,
-                                      w.w_hh)
+                                      w.w_hh_p)
 
     def begin_backward(self, w):
         w.dG = self._reuse(w, "act", (w.T, w.N, 3 * w.H))
@@ -183,6 +196,8 @@ class FusedGRUResetBefore(FusedCell):
 
     name = "gru_reset_before"
     gates = 3
+    packs_forward = (("w_rz_t_p", "w_rz_t"), ("w_n_t_p", "w_n_t"))
+    packs_backward = (("w_n_p", "w_n"), ("w_rz_p", "w_rz"))
 
     def begin_forward(self, w):
         N, H, dt = w.N, w.H, w.dtype
@@ -206,12 +221,12 @@ class FusedGRUResetBefore(FusedCell):
     def forward_seq(self, w, n0, n1):
         seq().gru_reset_before_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.grz, w.ghn,
                                        w.b, w.hh, w.xbuf, w.rz, w.rh, w.out, w.act, w.rhs,
-                                       w.store, w.w_rz_t, w.w_n_t)
+                                       w.store, w.w_rz_t_p, w.w_n_t_p)
 
     def backward_seq(self, w, n0, n1):
         seq().gru_reset_before_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout,
                                        w.has_dout, w.act, w.hh, w.dG, w.dn_s, w.drh, w.drz,
-                                       w.w_n, w.w_rz)
+                                       w.w_n_p, w.w_rz_p)
 
     def begin_backward(self, w):
         N, H, dt = w.N, w.H, w.dtype

@@ -54,9 +54,9 @@ def start(cell: str, dtype, processes: int = 1) -> bool:
 
     if not available():
         return False
-    from . import gemm, sequence
+    from . import sequence
 
-    if not gemm.available() or _cached(getattr(sequence, _BWD[cell])):
+    if _cached(getattr(sequence, _BWD[cell])):
         return False
     try:
         _proc = subprocess.Popen([sys.executable, "-m", "rnnkit.kernels.warm", cell,
@@ -95,6 +95,7 @@ def _compile(cell: str, dtype: str) -> None:
     """Compile, in this order, the backward loop, Adam and the scatter for (cell, dtype),
     printing each name once its code is in the cache."""
     from . import adam, loss, sequence, table
+    from .packed import pack
 
     dt = np.dtype(dtype)
     T, N, H = 2, 1, 4
@@ -108,14 +109,14 @@ def _compile(cell: str, dtype: str) -> None:
 
     if cell == "lstm":
         sequence.lstm_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True, z(N, H),
-                              z(T, N, G), z(T + 1, N, H), z(T, N, G), z(N, G), z(G, H))
+                              z(T, N, G), z(T + 1, N, H), z(T, N, G), z(N, G), pack(z(G, H)))
     elif cell == "gru":
         sequence.gru_reset_after_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True,
                                          z(T, N, G), z(T, N, H), z(T + 1, N, H), z(T, N, G),
-                                         z(T, N, H), z(N, G), z(N, G), z(G, H))
+                                         z(T, N, H), z(N, G), z(N, G), pack(z(G, H)))
     else:
         sequence.rnn_bwd_seq(0, N, pos, lens, z(N, H), z(N, H), z(T, N, H), True, False,
-                             z(T + 1, N, H), z(T, N, G), z(G, H))
+                             z(T + 1, N, H), z(T, N, G), pack(z(G, H)))
     print("bwd", flush=True)
     c = dt.type
     adam.adam_update(z(3), z(3), z(3), z(3), c(0.1), c(0.999), c(0.001), c(0.001), c(1.0),

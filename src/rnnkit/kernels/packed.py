@@ -164,25 +164,29 @@ def packed_gemm(a, bp, c):
         raise ValueError("packed_gemm needs arrays whose rows are contiguous")
     if bp.strides[2] != sz or bp.strides[1] != W * sz:
         raise ValueError("packed_gemm needs a C-contiguous packed matrix")
+    blocks = (M + ROWS - 1) // ROWS
+    full = M // ROWS  # blocks of 8 rows read in place; a last, shorter one from a copy
     abuf = np.zeros((ROWS, K), dtype=a.dtype)
     cbuf = np.empty((ROWS, W), dtype=c.dtype)
+    for i in range(M - full * ROWS):
+        for k in range(K):
+            abuf[i, k] = a[full * ROWS + i, k]
     lda, ldc, ldb, panel = a.strides[0], c.strides[0], bp.strides[1], bp.strides[0]
-    for r in range(0, M, ROWS):
-        rows = min(ROWS, M - r)
-        if rows == ROWS:
-            a_at, a_ld = a.ctypes.data + r * lda, lda
-        else:
-            for i in range(rows):
-                for k in range(K):
-                    abuf[i, k] = a[r + i, k]
-            a_at, a_ld = abuf.ctypes.data, K * sz
-        for p in range(P):
-            cols = min(W, N - p * W)
-            b_at = bp.ctypes.data + p * panel
-            if rows == ROWS and cols == W:
+    # Panels outer: each panel of B (K x W) is read from memory once per call and stays in
+    # cache for every row block (at H 512 the whole packed W_hh, 4 MB, outgrows L2).
+    for p in range(P):
+        cols = min(W, N - p * W)
+        b_at = bp.ctypes.data + p * panel
+        for blk in range(blocks):
+            r = blk * ROWS
+            if blk < full:
+                a_at, a_ld = a.ctypes.data + r * lda, lda
+            else:
+                a_at, a_ld = abuf.ctypes.data, K * sz
+            if blk < full and cols == W:
                 _tile8(a, a_at, a_ld, b_at, ldb, K, c.ctypes.data + r * ldc + p * W * sz, ldc)
                 continue
             _tile8(a, a_at, a_ld, b_at, ldb, K, cbuf.ctypes.data, W * sz)
-            for i in range(rows):
+            for i in range(min(ROWS, M - r)):
                 for j in range(cols):
                     c[r + i, p * W + j] = cbuf[i, j]

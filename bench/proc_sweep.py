@@ -58,6 +58,28 @@ print(json.dumps({"step_s": ts[len(ts) // 2]}))
 """
 
 
+MATMUL = r"""
+import json, time
+import numpy as np
+a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+c = np.empty_like(a)
+np.matmul(a, a, out=c)
+ts = []
+for _ in range(7):
+    t = time.perf_counter(); np.matmul(a, a, out=c); ts.append(time.perf_counter() - t)
+ts.sort()
+print(json.dumps({"gflops": 2 * 2048 ** 3 / ts[len(ts) // 2] / 1e9}))
+"""
+
+
+def matmul_rate():
+    """The float32 matmul rate of this machine now: a 2048^3 sgemm on NumPy's default
+    threads, in a fresh process (median of 7), GFLOP/s."""
+    r = subprocess.run([sys.executable, "-c", MATMUL], capture_output=True, text=True,
+                       timeout=600, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["gflops"]
+
+
 def measure(fw, mode, cfg, steps):
     r = subprocess.run([sys.executable, "-c", CHILD, str(HERE), fw, mode, str(steps),
                         json.dumps(cfg)], capture_output=True, text=True, timeout=1200)
@@ -74,6 +96,11 @@ def main(argv=None):
     ap.add_argument("--name", default="results-proc")
     a = ap.parse_args(argv)
     load = os.getloadavg()
+    sys.path.insert(0, str(HERE))
+    from lmstep import train_flops
+
+    rates = [matmul_rate()]
+    print(json.dumps({"matmul_gflops": round(rates[0], 1)}), flush=True)
     results = []
     for mode in a.modes.split(","):
         for v in VARIANTS:
@@ -87,12 +114,25 @@ def main(argv=None):
                     (ra if fw == "rnnkit" else rb).append(measure(fw, mode, c, steps))
             sa, sb = statistics.median(ra), statistics.median(rb)
             tok = c["N"] * c["T"]
+            flops = train_flops(mode, *(c[k] for k in ("V", "E", "H", "L", "N", "T")))
             r = {"kind": "train", "mode": mode, **c, "rnnkit_step_s": ra, "torch_step_s": rb,
-                 "rnnkit_tok_s": tok / sa, "torch_tok_s": tok / sb, "ratio": sb / sa}
+                 "rnnkit_tok_s": tok / sa, "torch_tok_s": tok / sb, "ratio": sb / sa,
+                 "rnnkit_gflops": flops / sa / 1e9, "torch_gflops": flops / sb / 1e9}
             results.append(r)
             print(json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
                               for k, x in r.items()}), flush=True)
+    rates.append(matmul_rate())
+    rate = statistics.mean(rates)
+    for r in results:  # share of the machine's matmul rate, the mean of before and after
+        r["rnnkit_share"], r["torch_share"] = r["rnnkit_gflops"] / rate, r["torch_gflops"] / rate
+    for r in results:
+        if all(r[k] == v for k, v in BASE.items()):
+            print(f"{r['mode']} base config: rnnkit {r['rnnkit_gflops']:.0f} GFLOP/s = "
+                  f"{100 * r['rnnkit_share']:.0f}% of the matmul rate ({rate:.0f} GFLOP/s: "
+                  f"{rates[0]:.0f} before, {rates[1]:.0f} after); PyTorch "
+                  f"{100 * r['torch_share']:.0f}%", flush=True)
     out = {"command": " ".join(["bench/proc_sweep.py", *(argv or sys.argv[1:])]),
+           "matmul_gflops": rates,
            "machine": {"loadavg_at_start": load, "threads": "defaults",
                        "timing": "wall seconds per step, a fresh process per measurement",
                        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},

@@ -30,6 +30,13 @@ previous one kept; the batch order restarts with the seed):
         --checkpoint b.state --curve-every 2000
     # (the curve there used --curve-words 1500); a quick look:
     python examples/g2p_cmudict.py --limit 3000 --steps 300
+
+An ensemble: train models with ``--save DIR`` (other ``--seed`` values; ``--all-prons`` also
+trains on a word's other pronunciations), then decode them as one, each step's distribution
+the mean of theirs (:class:`rnnkit.models.ensemble.Seq2SeqEnsemble`; ``rnnkit seq2seq predict
+DIR --ensemble DIR2`` does the same from the command line):
+
+    python examples/g2p_cmudict.py --score-ensemble runs/a runs/b runs/c
 """
 
 from __future__ import annotations

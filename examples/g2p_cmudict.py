@@ -138,7 +138,11 @@ def select_by_val_wer(model, checkpoint, val, entries, src_vocab, tgt_vocab, sna
 
 def score_ensemble(dirs, beam, split_seed):
     """WER/PER of saved models decoded as one :class:`~rnnkit.models.ensemble.Seq2SeqEnsemble`
-    (the mean of their probabilities at each step)."""
+    (the mean of their probabilities at each step).  Every subset of two or more models is
+    decoded on the validation words; only the subset with the lowest validation WER is scored
+    on the test words (the test words choose nothing)."""
+    from itertools import combinations
+
     from rnnkit.models.ensemble import Seq2SeqEnsemble
     from rnnkit.tasks import load_bundle
 
@@ -155,17 +159,23 @@ def score_ensemble(dirs, beam, split_seed):
         models.append(m)
         wer, per = scores(m, val, entries, mm["src_vocab"], mm["tgt_vocab"], 1)
         print(f"{d}: validation greedy WER {100 * wer:.2f}%  PER {100 * per:.2f}%", flush=True)
-    ens = Seq2SeqEnsemble(models)
     sv, tv = meta["src_vocab"], meta["tgt_vocab"]
-    wer, per = scores(ens, val, entries, sv, tv, 1)
-    print(f"ensemble of {len(models)}: validation greedy WER {100 * wer:.2f}%  "
-          f"PER {100 * per:.2f}%", flush=True)
+    found = {}
+    for k in range(2, len(models) + 1):
+        for subset in combinations(range(len(models)), k):
+            ens = Seq2SeqEnsemble([models[i] for i in subset])
+            found[subset] = scores(ens, val, entries, sv, tv, 1)
+            print(f"ensemble {' + '.join(dirs[i] for i in subset)}: validation greedy WER "
+                  f"{100 * found[subset][0]:.2f}%  PER {100 * found[subset][1]:.2f}%", flush=True)
+    pick = min(found, key=lambda s: (found[s][0], -len(s)))
+    ens = Seq2SeqEnsemble([models[i] for i in pick])
+    name = f"ensemble of {' + '.join(dirs[i] for i in pick)}"
     for b in (1, beam):
         t = time.perf_counter()
         wer, per = scores(ens, test, entries, sv, tv, b)
-        print(f"ensemble of {len(models)}, {'greedy' if b == 1 else f'beam {b}':>8}: "
-              f"WER {100 * wer:.2f}%  PER {100 * per:.2f}%  ({len(test)} held-out words, "
-              f"{time.perf_counter() - t:.0f}s)", flush=True)
+        print(f"{name}, {'greedy' if b == 1 else f'beam {b}':>8}: WER {100 * wer:.2f}%  "
+              f"PER {100 * per:.2f}%  ({len(test)} held-out words, {time.perf_counter() - t:.0f}s)",
+              flush=True)
     print(f"total run time {(time.perf_counter() - t_start) / 60:.1f} min")
     return 0
 
@@ -218,9 +228,9 @@ def main(argv=None):
                          "of them)")
     ap.add_argument("--average-every", type=int, default=1000, metavar="N")
     ap.add_argument("--score-ensemble", nargs="+", metavar="DIR",
-                    help="train nothing: score models saved by --save (each alone on the "
-                         "validation words, then all of them as one ensemble on the validation "
-                         "and test words)")
+                    help="train nothing: score models saved by --save as ensembles (every "
+                         "subset of two or more on the validation words; the best of them on "
+                         "the test words)")
     args = ap.parse_args(argv)
     if args.score_ensemble:
         return score_ensemble(args.score_ensemble, args.beam, args.split_seed)

@@ -14,9 +14,9 @@ a register-tiled micro-kernel:
 W is two 64-byte vectors (32 float32 or 16 float64 columns); R = 8 rows keep 16 vector
 accumulators in registers, and each k loads two vectors of B and broadcasts eight values of
 A for sixteen fused multiply-adds.  The tile is written in LLVM IR (a Numba intrinsic: Numba
-has no vector type, and without one LLVM keeps such an accumulator block in memory), so it
-is the same code on every x86-64 and ARM CPU LLVM targets; with AVX-512 it runs on zmm
-registers.  Rows short of 8 in the last block are zeros in the tile's copy of A, and a
+has no vector type, and without one LLVM keeps such an accumulator block in memory); the IR
+is target-independent, but it was measured only on this x86-64 machine, where AVX-512 runs
+it on zmm registers.  Rows short of 8 in the last block are zeros in the tile's copy of A, and a
 last panel narrower than W is cut when the tile is copied out.
 
 Each output element is one chain of fused multiply-adds in k order, so the result agrees

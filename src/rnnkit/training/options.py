@@ -88,8 +88,13 @@ def add_options(parser: argparse.ArgumentParser, cls, *, task=None, defaults=Non
 def from_args(cls, args, **extra):
     """``cls`` built from the parsed ``args`` (fields the command did not offer keep their
     dataclass defaults) and ``extra``."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-              if hasattr(args, f.name) and getattr(args, f.name) is not None
-              or hasattr(args, f.name) and f.default_factory is dataclasses.MISSING}
+    values = {}
+    for f in dataclasses.fields(cls):
+        if not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if value is None and f.default_factory is not dataclasses.MISSING:
+            continue  # a repeatable option never given: the field's own empty list
+        values[f.name] = value
     values.update(extra)
     return cls(**values)

@@ -61,13 +61,29 @@ def test_beam_scores_are_the_mean_probability_of_the_members(members):
 @pytest.mark.parametrize("members", MEMBERS, ids=["two-additive", "mixed-three"])
 def test_each_step_is_a_normalised_mean(members):
     src, sl = source()
-    ens = Seq2SeqEnsemble(members)
-    logp, state, _ = ens._begin(src, sl, 5)
+    run = Seq2SeqEnsemble(members)._run()
+    logp, state, _ = run.begin(src, sl, 5)
     np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, rtol=0, atol=1e-12)
     firsts = [m._begin(src, sl, 5)[0] for m in members]
     np.testing.assert_allclose(logp, np.log(np.mean(np.exp(firsts), axis=0)), rtol=1e-12)
-    nxt, state = ens._step(np.array([3, 4, 5]), state)
+    nxt, state = run.step(np.array([3, 4, 5]), state)
     np.testing.assert_allclose(np.exp(nxt).sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_interleaved_runs_keep_their_own_state():
+    # two decodings of one ensemble stepped in turn give what each gives alone
+    src, sl = source()
+    ens = Seq2SeqEnsemble([model(0), model(2, attention="general", cell="gru", L=2)])
+    r1, r2 = ens._run(), ens._run()
+    lp1, s1, _ = r1.begin(src, sl, 5)
+    lp2, s2, _ = r2.begin(src[:2], sl[:2], 5)
+    n1, _ = r1.step(np.array([3, 4, 5]), s1)
+    n2, _ = r2.step(np.array([6, 7]), s2)
+    alone = ens._run()
+    lp, st, _ = alone.begin(src[:2], sl[:2], 5)
+    np.testing.assert_array_equal(lp, lp2)
+    np.testing.assert_array_equal(alone.step(np.array([6, 7]), st)[0], n2)
+    assert n1.shape[0] == 3
 
 
 def test_greedy_follows_the_mean_argmax():

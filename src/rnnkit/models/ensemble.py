@@ -43,13 +43,42 @@ class Seq2SeqEnsemble:
                 raise ValueError(f"ensemble members disagree on the source vocabulary: "
                                  f"{first.src_vocab_size} and {c.src_vocab_size} symbols")
         self.models = models
-        self._sizes = []  # arrays each member's state holds in the flat tuple
+
+    def _run(self):
+        """A fresh decoding run: its own record of how the members' states sit in the tuple."""
+        return _EnsembleRun(self.models)
+
+    def greedy(self, src, src_lengths=None, max_len=None) -> list:
+        """Greedy decoding on the mean distribution: N target id lists (without ``<eos>``)."""
+        run = self._run()
+        logp, state, max_len = run.begin(src, src_lengths, max_len)
+        return [h.tokens for h in decode.greedy(run.step, logp, state, EOS, max_len)]
+
+    def beam_search(self, src, src_lengths=None, beam_size=4, max_len=None,
+                    length_penalty=0.0, return_scores=False):
+        """Beam search on the mean distribution (as :meth:`Seq2Seq.beam_search`)."""
+        run = self._run()
+        return run_beam_search(run.begin, run.step, src, src_lengths, beam_size, max_len,
+                               length_penalty, return_scores)
+
+
+class _EnsembleRun:
+    """One decoding run of an ensemble: the members' states side by side in a flat tuple.
+
+    The layout (how many arrays each member's state holds, and whether it is a tuple) is
+    fixed by :meth:`begin` and belongs to this run alone, so decodings never share it.
+    """
+
+    def __init__(self, models):
+        self.models = models
+        self.sizes, self.kinds = [], []
 
     @staticmethod
     def _flat(state):
         return state if isinstance(state, tuple) else (state,)
 
-    def _combine(self, logps):
+    @staticmethod
+    def _combine(logps):
         if len(logps) == 1:
             return logps[0]
         stack = np.stack([np.asarray(lp, dtype=np.float64) for lp in logps])
@@ -58,35 +87,24 @@ class Seq2SeqEnsemble:
             out = top + np.log(np.exp(stack - top).sum(axis=0)) - np.log(len(logps))
         return np.where(np.isneginf(top), -np.inf, out)
 
-    def _begin(self, src, src_lengths, max_len):
+    def begin(self, src, src_lengths, max_len):
         logps, parts, lens = [], [], []
         for m in self.models:
             lp, st, ml = m._begin(src, src_lengths, max_len)
             logps.append(lp)
             parts.append(st)
             lens.append(ml)
-        self._kinds = [isinstance(st, tuple) for st in parts]
-        self._sizes = [len(self._flat(st)) for st in parts]
+        self.kinds = [isinstance(st, tuple) for st in parts]
+        self.sizes = [len(self._flat(st)) for st in parts]
         state = tuple(a for st in parts for a in self._flat(st))
         return self._combine(logps), state, max(lens)
 
-    def _step(self, ids, state):
+    def step(self, ids, state):
         logps, new, i = [], [], 0
-        for m, n, is_tuple in zip(self.models, self._sizes, self._kinds):
+        for m, n, is_tuple in zip(self.models, self.sizes, self.kinds):
             mine = state[i: i + n] if is_tuple else state[i]
             lp, st = m._step(ids, mine)
             logps.append(lp)
             new.extend(self._flat(st))
             i += n
         return self._combine(logps), tuple(new)
-
-    def greedy(self, src, src_lengths=None, max_len=None) -> list:
-        """Greedy decoding on the mean distribution: N target id lists (without ``<eos>``)."""
-        logp, state, max_len = self._begin(src, src_lengths, max_len)
-        return [h.tokens for h in decode.greedy(self._step, logp, state, EOS, max_len)]
-
-    def beam_search(self, src, src_lengths=None, beam_size=4, max_len=None,
-                    length_penalty=0.0, return_scores=False):
-        """Beam search on the mean distribution (as :meth:`Seq2Seq.beam_search`)."""
-        return run_beam_search(self._begin, self._step, src, src_lengths, beam_size, max_len,
-                               length_penalty, return_scores)

@@ -32,8 +32,9 @@ TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, ato
 @pytest.mark.parametrize("M,K,N", [(16, 64, 128), (13, 7, 50), (1, 3, 33), (9, 1, 17),
                                    (5, 40, 96), (12, 30, 31), (21, 9, 64)])
 def test_packed_gemm_equals_matmul_on_row_slices(dtype, M, K, N):
-    """Every tile (8, 4 and 1 rows), full panels and a partial last one, on row slices of
-    bigger arrays (the loops' operands), against the float64 product."""
+    """Full 8-row blocks and a short last one (1-7 rows, from the padded copy), full panels
+    and a partial last one, on row slices of bigger arrays (the loops' operands), against
+    the float64 product."""
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     big = rng.standard_normal((2, M + 3, K)).astype(dtype)
     a = big[1, 2: M + 2]  # rows of a bigger array: row stride K, offset

@@ -366,25 +366,40 @@ def _json_for_script(obj) -> str:
 
 
 def render_html(report: dict, title: str = "") -> str:
-    """The page for :func:`explain`'s report: one HTML string, nothing to fetch."""
-    # Long on purpose: the page reads top to bottom here in the order it renders (header,
-    # figures, legend, text, units, gates); each part's markup comes from its own helper.
+    """The page for :func:`explain`'s report: one HTML string, nothing to fetch.  Its parts
+    in the order they render: header, likelihood table, surprisal (legend and text), units,
+    gates, and the report's numbers as JSON for scripts."""
     m = report["model"]
     sep = _sep(m["level"])
+    data = {"model": m, "lines": [{k: v for k, v in line.items() if k != "tokens"}
+                                  for line in report["lines"]]}
+    return "".join([
+        _header_html(m, title), _scores_html(report["lines"]),
+        _surprisal_html(report["lines"], sep), _units_html(report, sep),
+        _gates_html(report["gates"], m["cell"]),
+        f'<script type="application/json" id="rnnkit-data">{_json_for_script(data)}</script>',
+        "</body></html>\n"])
+
+
+def _header_html(m: dict, title: str) -> str:
     esc = html.escape
-    out = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width,initial-scale=1">',
-           f"<title>{esc(title or 'rnnkit explain')}</title><style>{_CSS}</style></head>",
-           f'<body class="{esc(m["level"])}"><h1>What the model reads</h1>',
-           f'<p class="meta">{esc(title) + " — " if title else ""}{esc(m["cell"].upper())}, '
-           f'{m["layers"]} × {m["hidden"]}, embedding {m["embed"]}, {esc(m["level"])} level, '
-           f'vocabulary {m["vocab"]}. Hover over a token or tab to it for its probability and '
-           "the model's top-5 guesses at that point.</p>"]
-    # scores
-    out.append('<h2>Likelihood</h2><table id="scores"><tr><th>text</th><th>log-prob (nats)</th>'
-               "<th>log10</th><th>perplexity</th><th>bits/char</th><th>predictions</th>"
-               "<th>unknown</th></tr>")
-    for n, line in enumerate(report["lines"]):
+    return "".join([
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>{esc(title or 'rnnkit explain')}</title><style>{_CSS}</style></head>",
+        f'<body class="{esc(m["level"])}"><h1>What the model reads</h1>',
+        f'<p class="meta">{esc(title) + " — " if title else ""}{esc(m["cell"].upper())}, '
+        f'{m["layers"]} × {m["hidden"]}, embedding {m["embed"]}, {esc(m["level"])} level, '
+        f'vocabulary {m["vocab"]}. Hover over a token or tab to it for its probability and '
+        "the model's top-5 guesses at that point.</p>"])
+
+
+def _scores_html(lines: list) -> str:
+    esc = html.escape
+    out = ['<h2>Likelihood</h2><table id="scores"><tr><th>text</th><th>log-prob (nats)</th>'
+           "<th>log10</th><th>perplexity</th><th>bits/char</th><th>predictions</th>"
+           "<th>unknown</th></tr>"]
+    for n, line in enumerate(lines):
         out.append(f'<tr data-line="{n}"><td class="text">{esc(line["text"])}</td>'
                    f'<td class="logprob">{line["logprob"]:.4f}</td><td>{line["log10"]:.4f}</td>'
                    f'<td class="perplexity">{line["perplexity"]:.3f}</td>'
@@ -394,9 +409,12 @@ def render_html(report: dict, title: str = "") -> str:
                "zero state fed &lt;eos&gt;, every token predicted and then the closing &lt;eos&gt; "
                "(⏎); perplexity = exp(−log-prob / predictions); bits per character = "
                "−log-prob / ln 2 / (characters + 1 for the line end).</p>")
-    # legend + text
-    out.append('<h2>Surprisal</h2><div class="legend" id="legend" aria-label="surprisal legend">'
-               '<span style="border:none">surprisal −log₂ p:</span>')
+    return "".join(out)
+
+
+def _surprisal_html(lines: list, sep: str) -> str:
+    out = ['<h2>Surprisal</h2><div class="legend" id="legend" aria-label="surprisal legend">'
+           '<span style="border:none">surprisal −log₂ p:</span>']
     for k, (lo, bg, fg) in enumerate(BINS):
         hi = BINS[k + 1][0] if k + 1 < len(BINS) else None
         label = f"{lo}–{hi} bits" if hi is not None else f"≥ {lo} bits"
@@ -404,11 +422,13 @@ def render_html(report: dict, title: str = "") -> str:
     out.append('</div><p class="small">Light: the model expected the token; dark: it was '
                "surprised. Underlined: a token outside the vocabulary.</p>")
     out.append('<div id="text">')
-    for n, line in enumerate(report["lines"]):
-        out.append(_token_line(line, sep, n))
+    out.extend(_token_line(line, sep, n) for n, line in enumerate(lines))
     out.append("</div>")
-    # units
-    out.append('<h2>Inside the network</h2><p class="small">')
+    return "".join(out)
+
+
+def _units_html(report: dict, sep: str) -> str:
+    out = ['<h2>Inside the network</h2><p class="small">']
     if report["units_chosen"]:
         out.append("The chosen units")
     else:
@@ -427,25 +447,23 @@ def render_html(report: dict, title: str = "") -> str:
             desc += f" — r = {row['r']:+.2f} with “{row['feature']}”"
         if scale != 1.0:
             desc += f" (scaled by {scale:.2f})"
-        out.append(f'<div class="unit">{esc(desc)}</div>')
+        out.append(f'<div class="unit">{html.escape(desc)}</div>')
         for line, vals in zip(report["lines"], row["values"]):
             out.append(_unit_line(line, vals, scale, sep))
     out.append("</div>")
-    # gates
-    gates = report["gates"]
-    out.append('<h2>Gate saturation</h2><p class="small">How often each gate is nearly shut '
-               "(&lt; 0.1, blue) or wide open (&gt; 0.9, red), over every unit and token.")
-    if m["cell"] == "rnn":
+    return "".join(out)
+
+
+def _gates_html(gates: list, cell: str) -> str:
+    out = ['<h2>Gate saturation</h2><p class="small">How often each gate is nearly shut '
+           "(&lt; 0.1, blue) or wide open (&gt; 0.9, red), over every unit and token."]
+    if cell == "rnn":
         out.append(" A plain RNN has no gates; shown instead is how often its tanh state is "
                    "saturated (&lt; −0.9 / &gt; 0.9).")
     out.append(f'</p><div id="gates">{_gate_svg(gates)}</div><table id="gate-table"><tr><th>layer</th>'
                "<th>gate</th><th>&lt; 0.1</th><th>&gt; 0.9</th></tr>")
     for g in gates:
-        out.append(f'<tr><td>{g["layer"]}</td><td>{esc(g["gate"])}</td>'
+        out.append(f'<tr><td>{g["layer"]}</td><td>{html.escape(g["gate"])}</td>'
                    f'<td>{100 * g["low"]:.1f}%</td><td>{100 * g["high"]:.1f}%</td></tr>')
     out.append("</table>")
-    data = {"model": m, "lines": [{k: v for k, v in line.items() if k != "tokens"}
-                                  for line in report["lines"]]}
-    out.append(f'<script type="application/json" id="rnnkit-data">{_json_for_script(data)}</script>')
-    out.append("</body></html>\n")
     return "".join(out)

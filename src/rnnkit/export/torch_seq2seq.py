@@ -68,26 +68,32 @@ class Seq2Seq(nn.Module):
     return "Sequence-to-sequence model", usage, body, "Seq2Seq", [enc, dec]
 
 
+def _attention_code(att, M, H):
+    """(the attention's constructor line, the lines of ``step`` that score the memory (N, S, M)
+    against the query q (N, H) into e (N, S)) for an additive or general attention."""
+    if att.kind == "additive":
+        A = att.attn_size
+        init = (f"self.attention = Attention(key_weight=({A}, {M}), "
+                f"query_weight=({A}, {H}), v=({A},))")
+        scores = ("a = self.attention  # e_s = v . tanh(W_k m_s + W_q q)\n"
+                  "        e = torch.tanh(memory @ a.key_weight.T"
+                  " + (q @ a.query_weight.T)[:, None, :]) @ a.v")
+    else:
+        init = f"self.attention = Attention(weight=({H}, {M}))"
+        scores = ("# e_s = q . (W_a m_s)\n"
+                  "        e = ((memory @ self.attention.weight.T) @ q[:, :, None])[:, :, 0]")
+    return init, scores
+
+
 def _seq2seq_attention(model):
     """Seq2seq with attention and input feeding (Luong et al. 2015): stepped by hand."""
     # Long on purpose: most of it is the generated module's source, kept as one template so
     # a reader sees the whole emitted class in one place.
     c, enc, dec = model.config, model.encoder, model.decoder
     att = model.blocks["attention"]
-    lstm = c.cell == "lstm"
     L, K, H = enc.num_layers, enc.num_directions, c.hidden_size
     bridge_init, bridge_method, bridged = _bridge_code(model)
-    if att.kind == "additive":
-        A = att.attn_size
-        att_init = (f"self.attention = Attention(key_weight=({A}, {K * H}), "
-                    f"query_weight=({A}, {H}), v=({A},))")
-        scores = ("a = self.attention  # e_s = v . tanh(W_k m_s + W_q q)\n"
-                  "        e = torch.tanh(memory @ a.key_weight.T"
-                  " + (q @ a.query_weight.T)[:, None, :]) @ a.v")
-    else:
-        att_init = f"self.attention = Attention(weight=({H}, {K * H}))"
-        scores = ("# e_s = q . (W_a m_s)\n"
-                  "        e = ((memory @ self.attention.weight.T) @ q[:, :, None])[:, :, 0]")
+    att_init, scores = _attention_code(att, K * H, H)
     usage = ("    state, memory = net.encode(src, src_lengths)   # state: (h0, c0) or (h0,)\n"
              f"    feed = torch.zeros(N, {H})                    # ids start with <eos> (2)\n"
              "    log_probs, state, feed, alpha = net.step(ids, state, feed, memory, src_lengths)\n")

@@ -30,7 +30,8 @@ TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, ato
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("M,K,N", [(16, 64, 128), (13, 7, 50), (1, 3, 33), (9, 1, 17),
-                                   (5, 40, 96), (12, 30, 31), (21, 9, 64)])
+                                   (5, 40, 96), (12, 30, 31), (21, 9, 64), (3, 5, 40),
+                                   (7, 16, 64), (15, 8, 32), (2, 33, 70)])
 def test_packed_gemm_equals_matmul_on_row_slices(dtype, M, K, N):
     """Full 8-row blocks and a short last one (1-7 rows, from the padded copy), full panels
     and a partial last one, on row slices of bigger arrays (the loops' operands), against

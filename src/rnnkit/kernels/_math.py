@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.extending import overload, register_jitable
 
 JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)
@@ -110,3 +110,16 @@ def _ov_half(x):
         c = np.float32(0.5)
         return lambda x: c
     return lambda x: 0.5
+
+
+@njit(**STEP_JIT)
+def emit_row(o_, hn_, valid):
+    """A step's output row: the new hidden row ``hn_`` where the step lies inside the
+    sequence (nothing to copy when ``out`` is the history itself), zeros past its end."""
+    if valid:
+        if o_.ctypes.data != hn_.ctypes.data:
+            for j in range(hn_.shape[0]):
+                o_[j] = hn_[j]
+    else:
+        for j in range(o_.shape[0]):
+            o_[j] = 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import STEP_JIT, one, sigmoid, tanh
+from ._math import STEP_JIT, emit_row, one, sigmoid, tanh
 
 
 # Each row is done in short loops over one or two arrays (pre-activation, activations in
@@ -75,14 +75,7 @@ def lstm_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, ch, out, act, 
                 hn_[j] = hp[j]
             for j in range(H):
                 cn_[j] = cp[j]
-        o_ = out[p, n]
-        if t < lens[n]:
-            if o_.ctypes.data != hn_.ctypes.data:  # out is the history itself when it can be
-                for j in range(H):
-                    o_[j] = hn_[j]
-        else:
-            for j in range(H):
-                o_[j] = 0
+        emit_row(out[p, n], hn_, t < lens[n])
 
 
 @njit(**STEP_JIT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._math import STEP_JIT, one, tanh
+from ._math import STEP_JIT, emit_row, one, tanh
 
 
 @njit(**STEP_JIT)
@@ -35,14 +35,7 @@ def rnn_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, relu, hh, out):
             hp = h[n]
             for j in range(H):
                 hn_[j] = hp[j]
-        o_ = out[p, n]
-        if t < lens[n]:
-            if o_.ctypes.data != hn_.ctypes.data:
-                for j in range(H):
-                    o_[j] = hn_[j]
-        else:
-            for j in range(H):
-                o_[j] = 0
+        emit_row(out[p, n], hn_, t < lens[n])
 
 
 @njit(**STEP_JIT)

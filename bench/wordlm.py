@@ -384,7 +384,8 @@ def quality(args):
 
 # ---- report ----------------------------------------------------------------------------
 def _load_note(d) -> str:
-    """'idle' when the 1-minute load stayed within the benchmark's own threads (+0.5)."""
+    """'idle machine' when the 1-minute load stayed within the benchmark's own threads (+0.5),
+    else 'measured under load'."""
     worst = max(d["loadavg_start"][0], d["loadavg_end"][0])
     return "idle machine" if worst <= d["threads"] + 0.5 else "measured under load"
 

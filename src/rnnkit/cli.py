@@ -106,7 +106,9 @@ def main(argv=None) -> int:
     sys.stdout = _Stdout(real_stdout)
     try:
         from ._limits import check_memory_need
+        from .memory import keep_freed_memory
 
+        keep_freed_memory()  # each step reuses the pages the last one freed (rnnkit.memory)
         check_memory_need(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a failing stdout (a full disk, /dev/full) shows here at the latest

@@ -257,6 +257,7 @@ class FusedWork:
     dG: np.ndarray | None = None  # (T, N, G) step order: gate gradients = dL/d projection
     dGHn: np.ndarray | None = None  # (T, N, H) step order, GRU: dL/d(W_hn h + b_hn)
     dGs: np.ndarray | None = None  # (N, G) GRU: the step's dL/d(recurrent product)
+    dG_sum: np.ndarray | None = None  # (G,) GRU: dG summed over steps and rows (cell.grads)
     scratch: np.ndarray | None = None  # (N, G) per-row scratch of the backward kernels
     dn_s: np.ndarray | None = None  # (N, H) GRU reset-before: dn of the step
     drh: np.ndarray | None = None  # (N, H) GRU reset-before: dn @ W_hn
@@ -471,7 +472,10 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
         dx = gather_time(dx, w.pos)  # the map is its own inverse
     db_ih = None
     if cache.has_bias:
-        db_ih = db_hh.copy() if cell.shared_bias_grad else dG2.sum(axis=0)
+        if cell.shared_bias_grad:
+            db_ih = db_hh.copy()
+        else:  # the GRU's grads summed dG already (its r, z part is dL/db_hh's)
+            db_ih = w.dG_sum if w.dG_sum is not None else dG2.sum(axis=0)
     return dx, dh0, dc0, (dw_ih, db_ih, dw_hh, db_hh)
 
 

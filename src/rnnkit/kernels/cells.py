@@ -187,7 +187,10 @@ class FusedGRU(FusedCell):
         dW = np.empty((3 * H, H), dtype=w.dtype)
         np.matmul(d2[:, : 2 * H].T, hp, out=dW[: 2 * H])
         np.matmul(dn2.T, hp, out=dW[2 * H:])
-        db = np.concatenate([d2[:, : 2 * H].sum(axis=0), dn2.sum(axis=0)])
+        # One contiguous pass over dG: dL/db_ih, whose r, z part is also dL/db_hh's (the
+        # driver takes it from w.dG_sum instead of summing dG again).
+        w.dG_sum = d2.sum(axis=0)
+        db = np.concatenate([w.dG_sum[: 2 * H], dn2.sum(axis=0)])
         return w.dG, dW, db
 
 

@@ -433,6 +433,7 @@ class LanguageModel(Model):
         table = np.ascontiguousarray(table)
         lstm = rnn.mode == "lstm"
         V = self.config.vocab_size
+        flip = [False]  # alternates the kernel's weight-read order from token to token
 
         def lean(ids, state):
             if ids.dtype.kind not in "iu":
@@ -445,8 +446,9 @@ class LanguageModel(Model):
                 h, c = rnn._check_state(state, N)
                 h = np.ascontiguousarray(h)
                 c = np.ascontiguousarray(c) if lstm else h
+            flip[0] = not flip[0]
             bad, h, c, lp = lm_token(code, ids.astype(np.int64, copy=False), table, wih, bih,
-                                     whh, bhh, wout, bout, h, c)
+                                     whh, bhh, wout, bout, h, c, flip[0])
             if bad:
                 raise ValueError(f"token ids must lie in [0, {V})")
             return lp, ((h, c) if lstm else h)

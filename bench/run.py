@@ -337,6 +337,8 @@ def main(argv=None):
     ap.add_argument("--name", default="results", help="file stem of the outputs in --out")
     ap.add_argument("--threads", type=int, default=0,
                     help="cores for both frameworks (default: all)")
+    ap.add_argument("--gen-tokens", type=int, default=2000,
+                    help="tokens per generation run (a run of a few ms is all noise here)")
     ap.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "MODE"))
     args = ap.parse_args(argv)
     if args.memory_child:
@@ -378,7 +380,7 @@ def main(argv=None):
             record(score_case(mode, R))
     if "generate" in only:
         for mode in modes:
-            record(generate_case(mode, R))
+            record(generate_case(mode, R, args.gen_tokens))
     if "memory" in only:
         for mode in modes:
             record(memory_case(mode))

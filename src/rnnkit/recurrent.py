@@ -475,7 +475,9 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
         if cell.shared_bias_grad:
             db_ih = db_hh.copy()
         else:  # the GRU's grads summed dG already (its r, z part is dL/db_hh's)
-            db_ih = w.dG_sum if w.dG_sum is not None else dG2.sum(axis=0)
+            from .kernels.cells import column_sums
+
+            db_ih = w.dG_sum if w.dG_sum is not None else column_sums(dG2)
     return dx, dh0, dc0, (dw_ih, db_ih, dw_hh, db_hh)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import os
+
 import numpy as np
 import pytest
 
@@ -238,6 +240,113 @@ def test_lean_step_weight_order_changes_nothing(cell, layers, H):
     lp1, _ = step(tok, (h, c) if cell == "lstm" else h)
     lp2, _ = step(tok, (h, c) if cell == "lstm" else h)
     assert np.array_equal(lp1, a[3]) and np.array_equal(lp2, a[3])
+
+
+def _lean_args(m, tok, h, c):
+    """The arguments the stepper's one-call kernel gets (from its closure)."""
+    step = m.stepper()
+    lean = dict(zip(step.__code__.co_freevars, (x.cell_contents for x in step.__closure__)))
+    lean = lean["lean"]
+    k = dict(zip(lean.__code__.co_freevars, (x.cell_contents for x in lean.__closure__)))
+    return (k["code"], tok, k["table"], k["wih"], k["bih"], k["whh"], k["bhh"], k["wout"],
+            k["bout"], h, c)
+
+
+@pytest.mark.parametrize("cell,extra", [("lstm", {}), ("gru", {}), ("rnn", {}),
+                                        ("rnn", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("layers,H", [(1, 8), (2, 12), (3, 7), (2, 10)])
+@pytest.mark.parametrize("blocks", [2, 3])
+def test_split_generation_step_equals_one_thread(cell, extra, layers, H, blocks):
+    """The generation step split by hidden units (and the output layer by vocabulary rows)
+    over threads gives the one-thread kernel's results to float32 rounding (the same 4-row
+    dot products where H is a multiple of 4; the gate math of a block's units may take the
+    vector or the scalar form, which differ in the last bit); for 1 and 3 rows."""
+    from rnnkit.kernels.lmstep import block_edges, lm_token, lm_token_split
+
+    cfg = LMConfig(vocab_size=31, cell=cell, num_layers=layers, hidden_size=H, embed_dim=5,
+                   dtype="float32", **extra)
+    m = LanguageModel(cfg, seed=7)
+    rng = np.random.default_rng(8)
+    for N in (1, 3):
+        h = rng.standard_normal((layers, N, H)).astype(np.float32)
+        c = rng.standard_normal((layers, N, H)).astype(np.float32) if cell == "lstm" else h
+        tok = rng.integers(0, 31, N).astype(np.int64)
+        args = _lean_args(m, tok, h, c)
+        a = lm_token(*args, False)
+        b = lm_token_split(*args, block_edges(H, blocks), block_edges(31, blocks))
+        assert not a[0] and not b[0]
+        def same(x, y):
+            return np.allclose(x, y, rtol=2e-6, atol=1e-6)
+
+        assert same(a[1], b[1]) and same(a[3], b[3])
+        if cell == "lstm":
+            assert same(a[2], b[2])
+    bad = lm_token_split(*_lean_args(m, np.array([31]), h[:, :1], c[:, :1]),
+                         block_edges(H, blocks), block_edges(31, blocks))
+    assert bad[0]  # a token outside the vocabulary is reported, not read
+
+
+def test_block_edges():
+    from rnnkit.kernels.lmstep import block_edges
+
+    assert block_edges(256, 2).tolist() == [0, 128, 256]
+    assert block_edges(10, 2).tolist() == [0, 8, 10]  # starts on multiples of 4
+    assert block_edges(3, 2).tolist() == [0, 3, 3]  # an empty last block is allowed
+    assert block_edges(100, 3).tolist() == [0, 36, 72, 100]
+
+
+def test_stepper_on_two_threads_equals_sequence_forward(monkeypatch):
+    """RNNKIT_STEP_THREADS=2 makes the stepper split each token over two threads (where
+    Numba has an OpenMP or TBB layer; else it runs the one-thread kernel): either way the
+    log-probabilities are the sequence forward's, token after token, and a forked child
+    (GNU OpenMP does not survive fork) gets the same from the one-thread kernel."""
+    from rnnkit.kernels import lmstep
+
+    monkeypatch.setenv("RNNKIT_STEP_THREADS", "2")
+    cfg = LMConfig(vocab_size=23, cell="lstm", num_layers=2, hidden_size=16, embed_dim=6,
+                   dtype="float32")
+    m = LanguageModel(cfg, seed=2)
+    ids = np.random.default_rng(3).integers(0, 23, (2, 6))
+    lp_seq, _ = m.log_probs(ids)
+    step = m.stepper()
+    st = None
+    for t in range(6):
+        lp, st = step(ids[:, t], st)
+        _close(lp_seq[:, t], lp, dict(rtol=1e-5, atol=1e-5), f"t={t}")
+    if lmstep._split_layer_ok:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            lp2, _ = step(ids[:, 0], None)
+            os.write(w, b"1" if np.allclose(lp2, lp_seq[:, 0], atol=1e-5) else b"0")
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"1"
+        os.waitpid(pid, 0)
+
+
+def test_generation_threads_rule(monkeypatch):
+    from rnnkit.kernels import blas
+
+    monkeypatch.delenv("RNNKIT_STEP_THREADS", raising=False)
+    monkeypatch.setattr(blas, "cores", lambda: 2)
+    monkeypatch.setattr(blas, "get_threads", lambda: 2)
+    monkeypatch.setattr(blas, "spin_is_short", lambda: True)
+    mb = 1 << 20
+    assert blas.generation_threads(3 * mb, load=0.5) == 2  # 2 x 256 LSTM: both cores
+    assert blas.generation_threads(mb // 2, load=0.5) == 1  # small weights: one thread
+    assert blas.generation_threads(3 * mb, load=2.6) == 1  # no free core
+    assert blas.generation_threads(3 * mb, load=None) == 1
+    monkeypatch.setattr(blas, "spin_is_short", lambda: False)  # NumPy imported first
+    assert blas.generation_threads(3 * mb, load=0.5) == 1
+    monkeypatch.setattr(blas, "spin_is_short", lambda: True)
+    monkeypatch.setattr(blas, "get_threads", lambda: 1)  # OMP_NUM_THREADS=1
+    assert blas.generation_threads(3 * mb, load=0.5) == 1
+    monkeypatch.setattr(blas, "get_threads", lambda: 16)
+    monkeypatch.setattr(blas, "cores", lambda: 16)
+    assert blas.generation_threads(40 * mb, load=0.5) == blas.GEN_MAX_THREADS
+    monkeypatch.setenv("RNNKIT_STEP_THREADS", "3")
+    assert blas.generation_threads(mb // 2, load=9.0) == 3
 
 
 @pytest.mark.parametrize("V", [1, 5, 16, 17, 100, 1003])

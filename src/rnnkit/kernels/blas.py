@@ -31,6 +31,12 @@ ENV = "RNNKIT_STEP_THREADS"
 SPLIT_MACS = 1 << 22
 # Fewest batch rows worth a worker of their own in the compiled loops.
 MIN_ROWS = 8
+# Weight bytes a generation step reads per token for each thread it is split over: below
+# ~1 MB a thread's share is read faster than the threads meet (2 x 256: LSTM 3.2 MB, GRU
+# 2.4 MB, Elman 0.8 MB).
+GEN_BYTES_PER_THREAD = 1 << 20
+# At most this many threads for one generation step (its layers meet after each layer).
+GEN_MAX_THREADS = 4
 # The longest OpenBLAS idle spin (log2 cycles) under which the row split pays.
 SHORT_SPIN = 16
 
@@ -159,6 +165,22 @@ def _choose(N, macs, load, compiled, short_spin, blas_threads) -> ThreadPlan:
     if macs >= SPLIT_MACS:
         return ThreadPlan(1, 0, f"load {load:.1f} on {c} cores, N={N}: large step product")
     return ThreadPlan(1, 1, f"load {load:.1f} on {c} cores, N={N}")
+
+
+def generation_threads(weight_bytes: int, *, load: float | None = ...) -> int:
+    """Threads for one generation step that reads ``weight_bytes`` of weights per token
+    (:func:`rnnkit.kernels.lmstep.lm_token_split`): one per ~1 MB of them, at most the cores
+    (and 4), one when the load average leaves no core free or OpenBLAS's idle threads spin
+    for long (they would hold the second core after the stepper's own table product, as
+    they would the row workers'); ``RNNKIT_STEP_THREADS`` wins."""
+    forced = _env_threads()
+    if forced:
+        return forced
+    c = cores()
+    load = load_average() if load is ... else load
+    if c < 2 or load is None or load >= c + 0.5 or get_threads() == 1 or not spin_is_short():
+        return 1  # no free core, or the user gave this process one (OMP_NUM_THREADS=1)
+    return max(1, min(c, GEN_MAX_THREADS, weight_bytes // GEN_BYTES_PER_THREAD))
 
 
 def _compiled() -> bool:

@@ -17,9 +17,10 @@ Cells: 0 Elman tanh, 1 Elman relu, 2 GRU (reset_after, PyTorch's form), 3 LSTM.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._math import JIT, sigmoid, tanh
 
@@ -76,6 +77,77 @@ def _matvec(w, x, out, rev):
 
 
 @njit(**JIT)
+def _rows(w, x, out, r0, r1):
+    """out[r] = w[r] . x for rows [r0, r1), in the 4-row blocks of :func:`_matvec` (the same
+    dot products wherever r0 is a multiple of 4)."""
+    r = r0
+    while r + 4 <= r1:
+        _dot4(w, x, out, r)
+        r += 4
+    while r < r1:
+        _dot1(w, x, out, r)
+        r += 1
+
+
+@njit(**JIT)
+def _cell_units(cell, xp, gh, b, hp, cp, hn, cn, H, j0, j1):
+    """The gate math of hidden units [j0, j1): xp, gh (G*H) the input and recurrent
+    products (gate g of unit j at g*H + j), b the recurrent bias; writes hn (and cn)."""
+    if cell == 3:
+        for j in range(j0, j1):
+            i = sigmoid((xp[j] + gh[j]) + b[j])
+            f = sigmoid((xp[H + j] + gh[H + j]) + b[H + j])
+            g = tanh((xp[2 * H + j] + gh[2 * H + j]) + b[2 * H + j])
+            o = sigmoid((xp[3 * H + j] + gh[3 * H + j]) + b[3 * H + j])
+            cc = f * cp[j] + i * g
+            cn[j] = cc
+            hn[j] = o * tanh(cc)
+    elif cell == 2:
+        for j in range(j0, j1):
+            r = sigmoid(xp[j] + (gh[j] + b[j]))
+            u = sigmoid(xp[H + j] + (gh[H + j] + b[H + j]))
+            ghn = gh[2 * H + j] + b[2 * H + j]
+            nn = tanh(xp[2 * H + j] + r * ghn)
+            hn[j] = nn + u * (hp[j] - nn)
+    elif cell == 1:
+        for j in range(j0, j1):
+            a = (xp[j] + gh[j]) + b[j]
+            hn[j] = a if a > 0 else a * 0
+    else:
+        for j in range(j0, j1):
+            hn[j] = tanh((xp[j] + gh[j]) + b[j])
+
+
+@njit(**JIT)
+def _log_softmax_row(z, bout, out):
+    """out = log softmax(z + bout); z (V,) gets the bias added."""
+    V = z.shape[0]
+    mx = z[0] + bout[0]
+    for v in range(V):
+        z[v] += bout[v]
+        if z[v] > mx:
+            mx = z[v]
+    s = 0.0
+    for v in range(V):
+        s += math.exp(z[v] - mx)
+    cst = mx + math.log(s)
+    for v in range(V):
+        out[v] = z[v] - cst
+
+
+@njit(**JIT)
+def _outputs(tok, table, h, c):
+    """(bad, h_new, c_new, logp): the step's output arrays, and whether a token id lies
+    outside [0, V) (then nothing else is done)."""
+    N, V = tok.shape[0], table.shape[0]
+    lp = np.empty((N, V), dtype=table.dtype)
+    for n in range(N):
+        if tok[n] < 0 or tok[n] >= V:
+            return True, np.empty_like(h), np.empty_like(c), lp
+    return False, np.empty_like(h), np.empty_like(c), lp
+
+
+@njit(**JIT)
 def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
     """tok (N,) int64; h, c (L, N, H) (c unused unless LSTM); ``flip`` (bool) the order of
     the weight reads, alternated by the caller from one token to the next.
@@ -96,12 +168,9 @@ def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
     V = table.shape[0]
     GH = table.shape[1]
     dt = table.dtype
-    h_new = np.empty_like(h)
-    c_new = np.empty_like(c)
-    lp = np.empty((N, V), dtype=dt)
-    for n in range(N):
-        if tok[n] < 0 or tok[n] >= V:
-            return True, h_new, c_new, lp
+    bad, h_new, c_new, lp = _outputs(tok, table, h, c)
+    if bad:
+        return True, h_new, c_new, lp
     xp = np.empty(GH, dtype=dt)
     gh = np.empty(GH, dtype=dt)
     gtop = np.empty(GH, dtype=dt)  # the last layer's recurrent product, read first in a flip
@@ -126,43 +195,102 @@ def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
                     gh[j] = gtop[j]
             else:
                 _matvec(whh[l], hp, gh, rev)
-            b = bhh[l]
             hn = h_new[l, n]
-            if cell == 3:
-                cp = c[l, n]
-                cn_ = c_new[l, n]
-                for j in range(H):
-                    i = sigmoid((xp[j] + gh[j]) + b[j])
-                    f = sigmoid((xp[H + j] + gh[H + j]) + b[H + j])
-                    g = tanh((xp[2 * H + j] + gh[2 * H + j]) + b[2 * H + j])
-                    o = sigmoid((xp[3 * H + j] + gh[3 * H + j]) + b[3 * H + j])
-                    cc = f * cp[j] + i * g
-                    cn_[j] = cc
-                    hn[j] = o * tanh(cc)
-            elif cell == 2:
-                for j in range(H):
-                    r = sigmoid(xp[j] + (gh[j] + b[j]))
-                    u = sigmoid(xp[H + j] + (gh[H + j] + b[H + j]))
-                    ghn = gh[2 * H + j] + b[2 * H + j]
-                    nn = tanh(xp[2 * H + j] + r * ghn)
-                    hn[j] = nn + u * (hp[j] - nn)
-            elif cell == 1:
-                for j in range(H):
-                    a = (xp[j] + gh[j]) + b[j]
-                    hn[j] = a if a > 0 else a * 0
-            else:
-                for j in range(H):
-                    hn[j] = tanh((xp[j] + gh[j]) + b[j])
+            _cell_units(cell, xp, gh, bhh[l], hp, c[l, n], hn, c_new[l, n], H, 0, H)
         _matvec(wout, h_new[L - 1, n], z, rev)
-        mx = z[0] + bout[0]
-        for v in range(V):
-            z[v] += bout[v]
-            if z[v] > mx:
-                mx = z[v]
-        s = 0.0
-        for v in range(V):
-            s += math.exp(z[v] - mx)
-        cst = mx + math.log(s)
-        for v in range(V):
-            lp[n, v] = z[v] - cst
+        _log_softmax_row(z, bout, lp[n])
     return False, h_new, c_new, lp
+
+
+def block_edges(n: int, blocks: int, align: int = 4) -> np.ndarray:
+    """``blocks + 1`` edges splitting range(n) into near-equal blocks whose starts are
+    multiples of ``align`` (so :func:`_rows` groups rows as :func:`_matvec` does)."""
+    step = -(-n // blocks)
+    step = -(-step // align) * align
+    return np.minimum(np.arange(blocks + 1, dtype=np.int64) * step, n)
+
+
+@njit(**dict(JIT, parallel=True))
+def lm_token_split(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, units, vocab):
+    """:func:`lm_token` with each layer's products and gate math split over threads by
+    hidden units (block k: units [units[k], units[k+1]) of every gate, so each thread reads
+    its own rows of every matrix — at 2 x 256 each core's half of the weights stays in its
+    own L2), then the output layer split by ``vocab`` edges; a layer waits for the whole of
+    the one below.  Same arguments but the block edges; the same results to rounding (the
+    same 4-row dot products where H is a multiple of 4; a block's gate math may take the
+    vector or the scalar form of tanh, which differ in the last bit)."""
+    L, N, H = h.shape
+    V = table.shape[0]
+    GH = table.shape[1]
+    G = GH // H
+    dt = table.dtype
+    bad, h_new, c_new, lp = _outputs(tok, table, h, c)
+    if bad:
+        return True, h_new, c_new, lp
+    nb = units.shape[0] - 1
+    xps = np.empty((nb, GH), dtype=dt)
+    ghs = np.empty((nb, GH), dtype=dt)
+    z = np.empty(V, dtype=dt)
+    for n in range(N):
+        for l in range(L):
+            for k in prange(nb):
+                j0, j1 = units[k], units[k + 1]
+                xp, gh = xps[k], ghs[k]
+                for g in range(G):
+                    r0, r1 = g * H + j0, g * H + j1
+                    if l == 0:
+                        row = table[tok[n]]
+                        for r in range(r0, r1):
+                            xp[r] = row[r]
+                    else:
+                        _rows(wih[l - 1], h_new[l - 1, n], xp, r0, r1)
+                        b = bih[l - 1]
+                        for r in range(r0, r1):
+                            xp[r] += b[r]
+                    _rows(whh[l], h[l, n], gh, r0, r1)
+                _cell_units(cell, xp, gh, bhh[l], h[l, n], c[l, n], h_new[l, n], c_new[l, n],
+                            H, j0, j1)
+        for k in prange(vocab.shape[0] - 1):
+            _rows(wout, h_new[L - 1, n], z, vocab[k], vocab[k + 1])
+        _log_softmax_row(z, bout, lp[n])
+    return False, h_new, c_new, lp
+
+
+_split_layer_ok = None  # None: not tried yet
+_split_pid = None  # the process that started Numba's thread pool
+
+
+def split_call(nthreads, *args):
+    """:func:`lm_token_split` on ``nthreads`` Numba threads, or None where it cannot run.
+
+    Numba's threading layer must be OpenMP or TBB: its fallback, the workqueue, aborts the
+    process when two threads enter it at once.  The first call picks the layer
+    ("threadsafe", unless the user chose one with NUMBA_THREADING_LAYER).  GNU OpenMP does
+    not survive ``fork`` (Numba aborts a child that uses a pool its parent started), so a
+    forked child runs the one-thread kernel instead."""
+    global _split_layer_ok, _split_pid
+    if _split_layer_ok is False or (_split_pid is not None and _split_pid != os.getpid()):
+        return None
+    import numba
+    from numba.np.ufunc import parallel
+
+    if _split_layer_ok is None:
+        if getattr(parallel, "_is_initialized", False):
+            return None  # someone else started Numba's pool: its layer, its process
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "threadsafe"
+    nthreads = min(nthreads, numba.config.NUMBA_NUM_THREADS)
+    try:
+        before = numba.get_num_threads()
+        numba.set_num_threads(nthreads)
+        try:
+            out = lm_token_split(*args)
+        finally:
+            numba.set_num_threads(before)
+    except (ValueError, RuntimeError):  # no OpenMP or TBB layer could be loaded
+        _split_layer_ok = False
+        return None
+    if _split_layer_ok is None:
+        _split_pid = os.getpid()
+        _split_layer_ok = numba.threading_layer() in ("omp", "tbb")
+    return out

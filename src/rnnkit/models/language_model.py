@@ -415,7 +415,8 @@ class LanguageModel(Model):
         rnn = self.rnn
         if rnn.backend != "numba" or (rnn.mode == "gru" and not rnn.reset_after):
             return None
-        from ..kernels.lmstep import lm_token
+        from ..kernels import blas
+        from ..kernels.lmstep import block_edges, lm_token, split_call
 
         code = {"lstm": 3, "gru": 2}.get(rnn.mode, 1 if rnn.nonlinearity == "relu" else 0)
         L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
@@ -434,6 +435,9 @@ class LanguageModel(Model):
         lstm = rnn.mode == "lstm"
         V = self.config.vocab_size
         flip = [False]  # alternates the kernel's weight-read order from token to token
+        weight_bytes = wih.nbytes * (L > 1) + whh.nbytes + wout.nbytes
+        nthreads = blas.generation_threads(weight_bytes)
+        units, vocab = block_edges(H, nthreads), block_edges(V, nthreads)
 
         def lean(ids, state):
             if ids.dtype.kind not in "iu":
@@ -446,9 +450,13 @@ class LanguageModel(Model):
                 h, c = rnn._check_state(state, N)
                 h = np.ascontiguousarray(h)
                 c = np.ascontiguousarray(c) if lstm else h
-            flip[0] = not flip[0]
-            bad, h, c, lp = lm_token(code, ids.astype(np.int64, copy=False), table, wih, bih,
-                                     whh, bhh, wout, bout, h, c, flip[0])
+            ids = ids.astype(np.int64, copy=False)
+            got = split_call(nthreads, code, ids, table, wih, bih, whh, bhh, wout, bout, h, c,
+                             units, vocab) if nthreads > 1 else None
+            if got is None:  # one thread: the weight-read order alternates instead
+                flip[0] = not flip[0]
+                got = lm_token(code, ids, table, wih, bih, whh, bhh, wout, bout, h, c, flip[0])
+            bad, h, c, lp = got
             if bad:
                 raise ValueError(f"token ids must lie in [0, {V})")
             return lp, ((h, c) if lstm else h)

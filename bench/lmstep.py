@@ -76,8 +76,9 @@ class RnnkitLM:
         return float(np.take_along_axis(logp, y[..., None], axis=-1).sum())
 
     def generate(self, n_tokens, rng, start=0):
-        """Sample n_tokens at batch 1, feeding each token back (``LanguageModel.stepper``)."""
-        step = self.model.stepper()
+        """Sample n_tokens at batch 1, feeding each token back (``LanguageModel.stepper``,
+        threads chosen as for a long ``rnnkit sample`` job; RNNKIT_STEP_THREADS=1 pins one)."""
+        step = self.model.stepper(threads="auto")
         tok = np.array([start], dtype=np.int64)
         state = None
         out = np.empty(n_tokens, dtype=np.int64)

@@ -216,6 +216,11 @@ def _show(token: str) -> str:
 # compiled generation step costs ~0.45 s of a warm start, more than the NumPy step takes for
 # a few thousand tokens at batch 1 (bench/RESULTS.md, "warm rnnkit sample").
 SHORT_JOB_TOKENS = 2000
+# From this many sampled tokens each token's step may be split over the cores
+# (LanguageModel.stepper(threads="auto")): it saves ~40-60 us a token at 2 x 256 against a
+# one-time ~6 s compile and ~0.1-0.4 s of loading Numba's thread pool on a warm start (a
+# warm 3,000-character sample: 0.85-1.26 s split, 0.82-0.90 s on one thread).
+LONG_JOB_TOKENS = 20000
 
 
 def _short_job_backend(model, tokens: int) -> None:
@@ -251,7 +256,8 @@ def cmd_sample(args) -> int:
         return 0
     texts = generate.sample(b.model, b.vocab, b.tokenizer, args.prime, args.length,
                             args.temperature, args.top_k, args.top_p, args.num, args.seed,
-                            stop_at_eos=not args.no_stop)
+                            stop_at_eos=not args.no_stop,
+                            threads="auto" if args.length * args.num >= LONG_JOB_TOKENS else 1)
     if args.json:
         print(_json({"samples": texts}))
     else:

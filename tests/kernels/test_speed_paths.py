@@ -325,6 +325,29 @@ def test_stepper_on_two_threads_equals_sequence_forward(monkeypatch):
         os.waitpid(pid, 0)
 
 
+def test_stepper_threads_argument(monkeypatch):
+    """stepper(threads=1) — the default — never loads the split kernel's thread pool;
+    threads=2 splits (where Numba has an OpenMP/TBB layer); a bad value is refused."""
+    from rnnkit.kernels import lmstep
+
+    monkeypatch.delenv("RNNKIT_STEP_THREADS", raising=False)
+    calls = []
+    real = lmstep.split_call
+    monkeypatch.setattr(lmstep, "split_call", lambda n, *a: calls.append(n) or real(n, *a))
+    cfg = LMConfig(vocab_size=19, cell="gru", num_layers=2, hidden_size=12, embed_dim=4,
+                   dtype="float32")
+    m = LanguageModel(cfg, seed=1)
+    tok = np.array([3])
+    lp1, _ = m.stepper()(tok, None)
+    assert calls == []
+    lp2, _ = m.stepper(threads=2)(tok, None)
+    assert calls == [2]
+    assert np.allclose(lp1, lp2, rtol=2e-6, atol=1e-6)
+    for bad in (0, -1, 1.5, "two"):
+        with pytest.raises((ValueError, TypeError)):
+            m.stepper(threads=bad)
+
+
 def test_generation_threads_rule(monkeypatch):
     from rnnkit.kernels import blas
 

@@ -60,10 +60,11 @@ def prime_ids(vocab: Vocab, tokenizer, prime: str) -> np.ndarray:
 PRIME_BY_STEPS = 64
 
 
-def _start(model, vocab: Vocab, tokenizer, prime: str, N: int):
-    """``(step, log-probabilities (N, V) of the first token, state)`` after the prime."""
+def _start(model, vocab: Vocab, tokenizer, prime: str, N: int, threads=1):
+    """``(step, log-probabilities (N, V) of the first token, state)`` after the prime;
+    ``threads`` as in :meth:`LanguageModel.stepper`."""
     ids = prime_ids(vocab, tokenizer, prime)
-    step = model.stepper()
+    step = model.stepper(threads)
     if ids.size <= PRIME_BY_STEPS:
         state = None
         for t in ids:
@@ -75,10 +76,11 @@ def _start(model, vocab: Vocab, tokenizer, prime: str, N: int):
 
 def sample(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200,
            temperature: float = 1.0, top_k=None, top_p=None, num: int = 1, seed=None,
-           stop_at_eos: bool = True) -> list[str]:
+           stop_at_eos: bool = True, threads=1) -> list[str]:
     """``num`` texts, each the prime followed by up to ``length`` sampled tokens.
 
     With ``stop_at_eos`` a sample ends at its first ``<eos>`` (the end of a line/sentence).
+    ``threads``: of each token's step (:meth:`LanguageModel.stepper`; "auto" for long jobs).
     """
     temperature, top_k, top_p, length, num = check_sampling_args(
         temperature, top_k, top_p, length, num)
@@ -88,7 +90,7 @@ def sample(model, vocab: Vocab, tokenizer, prime: str = "", length: int = 200,
         if seed is not None:
             _checks.check_positive_int(seed, "seed", minimum=0)
         rng = np.random.default_rng(seed)
-    step, lp, state = _start(model, vocab, tokenizer, prime, num)
+    step, lp, state = _start(model, vocab, tokenizer, prime, num, threads)
     hyps = decode.sample(step, lp, state, rng, vocab.eos_id, length, temperature=temperature,
                          top_k=top_k, top_p=top_p, stop_at_eos=stop_at_eos)
     return [prime + tokenizer.detokenize(vocab.decode(np.array(h.tokens, dtype=np.int64)))

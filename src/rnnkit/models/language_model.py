@@ -379,18 +379,27 @@ class LanguageModel(Model):
         V = z.shape[1]
         return np.ascontiguousarray(z.reshape(T, N, V).transpose(1, 0, 2)), state
 
-    def stepper(self):
+    def stepper(self, threads=1):
         """A function ``(ids_t (N,), state) -> (log-probabilities (N, V), state)`` for
         generation: one token at a time through every layer with nothing kept for backward,
         the embedding-projection tables made once where they pay (V <= TABLE_MAX_V: a
         character vocabulary; a word vocabulary's V x 4H table would cost more to build than
-        a whole sample's lookups).  Valid until the weights change."""
+        a whole sample's lookups).  Valid until the weights change.
+
+        ``threads``: 1 runs each token on one thread; n > 1 splits it over n threads, and
+        "auto" lets :func:`rnnkit.kernels.blas.generation_threads` choose from the weights'
+        size, the cores and the load (``RNNKIT_STEP_THREADS`` overrides both).  The split
+        pays in long generation loops only: its kernel compiles once for ~6 s and loads
+        Numba's thread pool, and saves ~40-60 us a token at 2 x 256 (bench/RESULTS.md)."""
         if self.rnn.bidirectional:
             raise ValueError("a language model generates left to right: unidirectional only")
+        if threads != "auto":
+            _checks.check_positive_int(threads, "threads")
         V = self.config.vocab_size
         W = self.embed.params["weight"]
         tables = self.rnn.input_tables(W) if V <= TABLE_MAX_V else None
-        lean = self._lean_stepper(tables[0]) if self.full and tables is not None else None
+        lean = self._lean_stepper(tables[0], threads) \
+            if self.full and tables is not None else None
 
         def step(ids_t, state=None):
             ids_t = np.asarray(ids_t).reshape(-1)
@@ -409,7 +418,7 @@ class LanguageModel(Model):
 
         return step
 
-    def _lean_stepper(self, table):
+    def _lean_stepper(self, table, threads=1):
         """The whole model for one token in one compiled call (:mod:`rnnkit.kernels.lmstep`),
         or None where that kernel does not apply (NumPy backend, the notes' GRU form)."""
         rnn = self.rnn
@@ -436,7 +445,10 @@ class LanguageModel(Model):
         V = self.config.vocab_size
         flip = [False]  # alternates the kernel's weight-read order from token to token
         weight_bytes = wih.nbytes * (L > 1) + whh.nbytes + wout.nbytes
-        nthreads = blas.generation_threads(weight_bytes)
+        if threads == "auto":
+            nthreads = blas.generation_threads(weight_bytes)
+        else:
+            nthreads = blas._env_threads() or threads
         units, vocab = block_edges(H, nthreads), block_edges(V, nthreads)
 
         def lean(ids, state):

@@ -36,6 +36,8 @@ fw, mode, steps = sys.argv[2], sys.argv[3], int(sys.argv[4])
 c = json.loads(sys.argv[5])
 if fw == "rnnkit":
     import rnnkit  # noqa: F401  (before NumPy, as the CLI: OpenBLAS's short spin)
+    from rnnkit.memory import keep_freed_memory
+    keep_freed_memory()  # as the CLI does (bench/RESULTS.md, session 8)
 import numpy as np
 from lmstep import RnnkitLM, torch_lm
 V, E, H, L, N, T = (c[k] for k in ("V", "E", "H", "L", "N", "T"))
@@ -94,7 +96,14 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2, help="A B pairs per configuration")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--name", default="results-proc")
+    ap.add_argument("--variants", default="",
+                    help="only these, e.g. base,H512,H1024 (default: the whole sweep)")
     a = ap.parse_args(argv)
+    names = ["base" if not v else "".join(f"{k}{x}" for k, x in v.items()) for v in VARIANTS]
+    chosen = set(a.variants.split(",")) if a.variants else set(names)
+    unknown = chosen - set(names)
+    if unknown:
+        ap.error(f"unknown variants {sorted(unknown)}; choose from {names}")
     load = os.getloadavg()
     sys.path.insert(0, str(HERE))
     from lmstep import train_flops
@@ -103,7 +112,9 @@ def main(argv=None):
     print(json.dumps({"matmul_gflops": round(rates[0], 1)}), flush=True)
     results = []
     for mode in a.modes.split(","):
-        for v in VARIANTS:
+        for name, v in zip(names, VARIANTS):
+            if name not in chosen:
+                continue
             c = {**BASE, **v}
             big = c["H"] * c["H"] * c["T"] * c["N"] >= 16 * 256 * 256 * 100 * 32
             steps = max(3, a.steps // 2) if big else a.steps

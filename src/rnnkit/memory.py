@@ -23,7 +23,6 @@ glibc, where the user tuned malloc already (``MALLOC_MMAP_THRESHOLD_``,
 from __future__ import annotations
 
 import os
-import platform
 
 ENV = "RNNKIT_KEEP_MEMORY"
 # mallopt parameter numbers (malloc.h)
@@ -38,6 +37,15 @@ USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNA
 _applied: bool | None = None
 
 
+def _glibc() -> bool:
+    """Whether this process runs on glibc (its version string, without reading the
+    interpreter's binary as ``platform.libc_ver`` does)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # not Linux/glibc
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's mmap and trim thresholds so freed blocks are reused, not unmapped; once
     per process.  Returns whether the settings are in effect."""
@@ -49,7 +57,7 @@ def keep_freed_memory() -> bool:
         return False
     if any(k in os.environ for k in USER_SETTINGS):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     import ctypes
 

@@ -7,7 +7,6 @@ and again touches pages that are already mapped, so the loop makes (almost) no p
 """
 
 import os
-import platform
 import subprocess
 import sys
 
@@ -15,8 +14,7 @@ import pytest
 
 from rnnkit import memory
 
-glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                           reason="mallopt thresholds are glibc's")
+glibc = pytest.mark.skipif(not memory._glibc(), reason="mallopt thresholds are glibc's")
 
 PROBE = """
 import resource, sys

@@ -368,8 +368,11 @@ def test_generation_threads_rule(monkeypatch):
     monkeypatch.setattr(blas, "get_threads", lambda: 16)
     monkeypatch.setattr(blas, "cores", lambda: 16)
     assert blas.generation_threads(40 * mb, load=0.5) == blas.GEN_MAX_THREADS
+    assert blas.generation_threads(40 * mb, 1, load=0.5) == 1  # asked for one
+    assert blas.generation_threads(mb // 2, 2, load=9.0) == 2  # asked for two
     monkeypatch.setenv("RNNKIT_STEP_THREADS", "3")
     assert blas.generation_threads(mb // 2, load=9.0) == 3
+    assert blas.generation_threads(mb // 2, 1, load=9.0) == 3  # the variable wins
 
 
 @pytest.mark.parametrize("V", [1, 5, 16, 17, 100, 1003])

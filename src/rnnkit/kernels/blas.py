@@ -167,15 +167,19 @@ def _choose(N, macs, load, compiled, short_spin, blas_threads) -> ThreadPlan:
     return ThreadPlan(1, 1, f"load {load:.1f} on {c} cores, N={N}")
 
 
-def generation_threads(weight_bytes: int, *, load: float | None = ...) -> int:
+def generation_threads(weight_bytes: int, requested="auto", *,
+                       load: float | None = ...) -> int:
     """Threads for one generation step that reads ``weight_bytes`` of weights per token
-    (:func:`rnnkit.kernels.lmstep.lm_token_split`): one per ~1 MB of them, at most the cores
-    (and 4), one when the load average leaves no core free or OpenBLAS's idle threads spin
-    for long (they would hold the second core after the stepper's own table product, as
-    they would the row workers'); ``RNNKIT_STEP_THREADS`` wins."""
+    (:func:`rnnkit.kernels.lmstep.lm_token_split`).  ``RNNKIT_STEP_THREADS`` wins, then a
+    ``requested`` number; "auto": one per ~1 MB of weights, at most the cores (and 4), one
+    when the load average leaves no core free or OpenBLAS's idle threads spin for long
+    (they would hold the second core after the stepper's own table product, as they would
+    the row workers')."""
     forced = _env_threads()
     if forced:
         return forced
+    if requested != "auto":
+        return requested
     c = cores()
     load = load_average() if load is ... else load
     if c < 2 or load is None or load >= c + 0.5 or get_threads() == 1 or not spin_is_short():

@@ -445,10 +445,7 @@ class LanguageModel(Model):
         V = self.config.vocab_size
         flip = [False]  # alternates the kernel's weight-read order from token to token
         weight_bytes = wih.nbytes * (L > 1) + whh.nbytes + wout.nbytes
-        if threads == "auto":
-            nthreads = blas.generation_threads(weight_bytes)
-        else:
-            nthreads = blas._env_threads() or threads
+        nthreads = blas.generation_threads(weight_bytes, threads)
         units, vocab = block_edges(H, nthreads), block_edges(V, nthreads)
 
         def lean(ids, state):

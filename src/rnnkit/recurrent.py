@@ -257,7 +257,6 @@ class FusedWork:
     dG: np.ndarray | None = None  # (T, N, G) step order: gate gradients = dL/d projection
     dGHn: np.ndarray | None = None  # (T, N, H) step order, GRU: dL/d(W_hn h + b_hn)
     dGs: np.ndarray | None = None  # (N, G) GRU: the step's dL/d(recurrent product)
-    dG_sum: np.ndarray | None = None  # (G,) GRU: dG summed over steps and rows (cell.grads)
     scratch: np.ndarray | None = None  # (N, G) per-row scratch of the backward kernels
     dn_s: np.ndarray | None = None  # (N, H) GRU reset-before: dn of the step
     drh: np.ndarray | None = None  # (N, H) GRU reset-before: dn @ W_hn
@@ -458,9 +457,9 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
         _on_rows(plan, N, loop)
     dh0 = w.dhrec + w.dhd
     dc0 = w.dc if has_cell else None
-    dG, dw_hh, db_hh = cell.grads(w)  # dG in step order
+    dG, dw_hh, db_hh, db_ih = cell.grads(w)  # dG in step order
     if not cache.has_bias:
-        db_hh = None
+        db_hh = db_ih = None
     if cache.x is None:  # table lookup: dL/d(projection) back in time order
         return (gather_time(dG, w.pos) if w.reverse else dG), dh0, dc0, \
             (None, None, dw_hh, db_hh)
@@ -470,14 +469,6 @@ def _backward_fused(plan, cell, dout, dh_T, dc_T, cache, release):
     dx = (dG2 @ cache.w_ih).reshape(T, N, -1)
     if w.reverse:
         dx = gather_time(dx, w.pos)  # the map is its own inverse
-    db_ih = None
-    if cache.has_bias:
-        if cell.shared_bias_grad:
-            db_ih = db_hh.copy()
-        else:  # the GRU's grads summed dG already (its r, z part is dL/db_hh's)
-            from .kernels.cells import column_sums
-
-            db_ih = w.dG_sum if w.dG_sum is not None else column_sums(dG2)
     return dx, dh0, dc0, (dw_ih, db_ih, dw_hh, db_hh)
 
 

@@ -7,8 +7,9 @@ A fused cell keeps no state; everything of one run lives in a
 run — no per-step temporaries; ``forward_step(w, t, ti, to, n0, n1)`` /
 ``backward_step(w, t, n0, n1)`` do one time step for batch rows [n0, n1) (threads over
 disjoint row ranges run whole sequences side by side); ``grads`` turns the gate gradients of
-all steps (step order) into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh), one
-product each.
+all steps (step order) into (dX (T, N, G*H) = dL/d input projection, dW_hh, db_hh, db_ih),
+one product each (db_ih is the sum of dX, the same vector as db_hh except in the n block of
+PyTorch's GRU).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class FusedCell:
     gates = 1
     has_cell = False
     keeps_gates = True  # backward reads the activated gates ``act``
-    shared_bias_grad = True  # dL/db_ih == dL/db_hh
     name = "fused"
 
     # The matrices of the step products, packed for the compiled loop (kernels.packed):
@@ -109,7 +109,8 @@ class FusedLSTM(FusedCell):
 
     def grads(self, w):
         d2 = w.dG.reshape(-1, 4 * w.H)
-        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), column_sums(d2)
+        db = column_sums(d2)
+        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), db, db.copy()
 
 
 class FusedRNN(FusedCell):
@@ -148,7 +149,8 @@ class FusedRNN(FusedCell):
 
     def grads(self, w):
         d2 = w.dG.reshape(-1, w.H)
-        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), column_sums(d2)
+        db = column_sums(d2)
+        return w.dG, d2.T @ w.hh[:-1].reshape(-1, w.H), db, db.copy()
 
 
 class FusedGRU(FusedCell):
@@ -156,7 +158,6 @@ class FusedGRU(FusedCell):
 
     name = "gru"
     gates = 3
-    shared_bias_grad = False
 
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 3 * w.H), dtype=w.dtype)
@@ -196,11 +197,10 @@ class FusedGRU(FusedCell):
         dW = np.empty((3 * H, H), dtype=w.dtype)
         np.matmul(d2[:, : 2 * H].T, hp, out=dW[: 2 * H])
         np.matmul(dn2.T, hp, out=dW[2 * H:])
-        # One contiguous pass over dG: dL/db_ih, whose r, z part is also dL/db_hh's (the
-        # driver takes it from w.dG_sum instead of summing dG again).
-        w.dG_sum = column_sums(d2)
-        db = np.concatenate([w.dG_sum[: 2 * H], column_sums(dn2)])
-        return w.dG, dW, db
+        # One contiguous pass over dG: dL/db_ih, whose r, z part is also dL/db_hh's.
+        db_ih = column_sums(d2)
+        db = np.concatenate([db_ih[: 2 * H], column_sums(dn2)])
+        return w.dG, dW, db, db_ih
 
 
 class FusedGRUResetBefore(FusedCell):
@@ -263,7 +263,8 @@ class FusedGRUResetBefore(FusedCell):
         dW = np.empty((3 * H, H), dtype=w.dtype)
         np.matmul(d2[:, : 2 * H].T, w.hh[:-1].reshape(-1, H), out=dW[: 2 * H])
         np.matmul(d2[:, 2 * H:].T, w.rhs.reshape(-1, H), out=dW[2 * H:])
-        return w.dG, dW, column_sums(d2)
+        db = column_sums(d2)
+        return w.dG, dW, db, db.copy()
 
 
 def make_fused_cell(mode: str, *, nonlinearity: str = "tanh", reset_after: bool = True):

@@ -16,13 +16,13 @@ Cells: 0 Elman tanh, 1 Elman relu, 2 GRU (reset_after, PyTorch's form), 3 LSTM.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 from numba import njit, prange
 
 from ._math import JIT, sigmoid, tanh
+from .loss import log_softmax_rows
 
 
 @njit(**JIT)
@@ -122,17 +122,9 @@ def _cell_units(cell, xp, gh, b, hp, cp, hn, cn, H, j0, j1):
 def _log_softmax_row(z, bout, out):
     """out = log softmax(z + bout); z (V,) gets the bias added."""
     V = z.shape[0]
-    mx = z[0] + bout[0]
     for v in range(V):
         z[v] += bout[v]
-        if z[v] > mx:
-            mx = z[v]
-    s = 0.0
-    for v in range(V):
-        s += math.exp(z[v] - mx)
-    cst = mx + math.log(s)
-    for v in range(V):
-        out[v] = z[v] - cst
+    log_softmax_rows(z.reshape((1, V)), out.reshape((1, V)))
 
 
 @njit(**JIT)

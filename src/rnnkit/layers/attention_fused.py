@@ -274,7 +274,7 @@ def _stack_grads(dec, fcell, works, c):
     grads = {}
     for layer, w in enumerate(works):
         s = f"l{layer}"
-        dG, dw_hh, db_hh = fcell.grads(w)
+        dG, dw_hh, db_hh, db_ih = fcell.grads(w)
         d2 = dG.reshape(MN, -1)
         if layer == 0:
             x2 = np.concatenate([c.y.transpose(1, 0, 2).reshape(MN, E), ht_prev.reshape(MN, H)],
@@ -284,7 +284,7 @@ def _stack_grads(dec, fcell, works, c):
         grads[f"weight_ih_{s}"] = d2.T @ x2
         grads[f"weight_hh_{s}"] = dw_hh
         if f"bias_ih_{s}" in dec.rnn.params:
-            grads[f"bias_ih_{s}"] = d2.sum(axis=0)
+            grads[f"bias_ih_{s}"] = db_ih
         if f"bias_hh_{s}" in dec.rnn.params:
             grads[f"bias_hh_{s}"] = db_hh
     return {k: grads[k] for k in dec.rnn.params}

@@ -6,8 +6,14 @@ module) and returns ``(model directory, training summary)``; ``trained`` is that
 """
 
 import io
+import os
+import tempfile
 
 import pytest
+
+# The built default corpus is cached on disk (rnnkit.data.corpus.corpus_cache_dir): the tests,
+# and the commands they run, keep theirs apart from the user's.
+os.environ.setdefault("RNNKIT_CACHE_DIR", tempfile.mkdtemp(prefix="rnnkit-test-cache-"))
 
 
 @pytest.fixture(scope="module")

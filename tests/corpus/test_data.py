@@ -1,6 +1,7 @@
 """Data pipeline: vocabulary, tokenizers, strict text reading, default corpus, batching."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from rnnkit.data import (EOS, PAD, UNK, CharTokenizer, StreamBatcher, Vocab, Wor
                          default_corpus, default_corpus_info, minibatch_indices, pad_sequences,
                          padded_batches, read_text, split_lines, split_validation,
                          stream_batches, tokenize_text)
+from rnnkit.data import corpus as corpus_mod
 from rnnkit.data.corpus import _build_default_corpus, _prose_sentences
 
 
@@ -254,6 +256,91 @@ def test_default_corpus_full_build_and_info():
     json.dumps(info)
     v = Vocab.build(tokenize_text(text))
     assert 50 < len(v) < 100  # printable ASCII characters
+
+
+def _cache_files(d):
+    return sorted(p.name for p in d.iterdir() if p.name.startswith("default-corpus-"))
+
+
+def test_default_corpus_disk_cache_is_written_then_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    text, info = _build_default_corpus.__wrapped__(20_000)
+    (name,) = _cache_files(tmp_path)
+    assert name.endswith(".json")
+    saved = json.loads((tmp_path / name).read_text())
+    assert saved == {"text": text, "info": info}
+
+    def no_parse(*a):
+        raise AssertionError("the cached corpus should have been read, not parsed again")
+
+    monkeypatch.setattr(corpus_mod, "_extract", no_parse)
+    assert _build_default_corpus.__wrapped__(20_000) == (text, info)
+    # another cap is another corpus: it is not served from the first one's file
+    with pytest.raises(AssertionError, match="cached corpus"):
+        _build_default_corpus.__wrapped__(10_000)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited", "not json"])
+def test_default_corpus_damaged_cache_is_rebuilt(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    text, info = _build_default_corpus.__wrapped__(20_000)
+    (name,) = _cache_files(tmp_path)
+    f = tmp_path / name
+    raw = f.read_text()
+    if damage == "truncated":
+        f.write_text(raw[: len(raw) // 2])
+    elif damage == "edited":  # valid JSON whose text no longer matches its digest
+        saved = json.loads(raw)
+        saved["text"] = saved["text"].replace("e", "a", 1)
+        f.write_text(json.dumps(saved))
+    else:
+        f.write_bytes(b"\xff\xfe garbage")
+    assert _build_default_corpus.__wrapped__(20_000) == (text, info)
+    assert json.loads(f.read_text()) == {"text": text, "info": info}  # mended
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_default_corpus_cache_key_follows_the_sources(tmp_path):
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    a, b = root / "a.py", root / "pkg" / "b.py"
+    a.write_text('"""Module a."""\n')
+    b.write_text('"""Module b."""\n')
+    files = corpus_mod._stdlib_sources(root)
+    assert files == [a, b]
+    key = corpus_mod._cache_key(root, files, 1000)
+    assert corpus_mod._cache_key(root, files, 1000) == key
+    assert corpus_mod._cache_key(root, files, 999) != key
+    st = b.stat()
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert corpus_mod._cache_key(root, files, 1000) != key
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert corpus_mod._cache_key(root, files, 1000) == key
+    st = a.stat()
+    a.write_text('"""Module a, longer."""\n')  # another size, the time set back
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert corpus_mod._cache_key(root, files, 1000) != key
+
+
+def test_default_corpus_without_a_writable_cache(tmp_path, monkeypatch):
+    expected = _build_default_corpus.__wrapped__(5_000)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(blocker / "rnnkit"))
+    assert _build_default_corpus.__wrapped__(5_000) == expected
+    assert blocker.read_text() == "a file where the cache directory would go"
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", "")  # set empty: no disk cache at all
+    assert corpus_mod.corpus_cache_dir() is None
+    assert _build_default_corpus.__wrapped__(5_000) == expected
+
+
+def test_corpus_cache_dir_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("RNNKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert corpus_mod.corpus_cache_dir() == tmp_path / "rnnkit"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert corpus_mod.corpus_cache_dir() == tmp_path / "home" / ".cache" / "rnnkit"
 
 
 # ----------------------------------------------------------------------------- stream batches

@@ -3,7 +3,10 @@
 The default corpus is made on the user's machine from the docstrings of the Python standard
 library, read by parsing its source files with ``ast`` (never importing them).  Every
 CPython install has those sources, so it needs no network and the repository carries no
-one's text; the same Python version gives the same corpus, byte for byte.
+one's text; the same Python version gives the same corpus, byte for byte.  Parsing takes a few
+seconds, so the result is kept on disk (:func:`corpus_cache_dir`) under a key made of the
+Python version, every source file's size and modification time and this module's own code:
+any change to either builds it again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
 import platform
 import re
@@ -119,10 +123,86 @@ def default_corpus_info(max_bytes: int = DEFAULT_CORPUS_BYTES) -> dict:
     return dict(_build_default_corpus(check_positive_int(max_bytes, "max_bytes"))[1])
 
 
+def corpus_cache_dir() -> Path | None:
+    """Where the built default corpus is kept: ``$RNNKIT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/rnnkit``, else ``~/.cache/rnnkit``; None (no disk cache) when
+    ``RNNKIT_CACHE_DIR`` is set empty or there is no home directory."""
+    env = os.environ.get("RNNKIT_CACHE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no home directory to speak of
+            return None
+    return Path(base) / "rnnkit"
+
+
+def _cache_key(root: Path, files: list[Path], max_bytes: int) -> str:
+    """A digest of everything the corpus depends on: the Python version, the extraction code
+    (this file), the cap, and each source's path, size and modification time."""
+    h = hashlib.sha256()
+    h.update(f"{sys.implementation.name} {sys.version}\n{root}\n{max_bytes}\n".encode())
+    h.update(Path(__file__).read_bytes())
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _load_cached(path: Path) -> tuple[str, dict] | None:
+    """The (text, info) stored at ``path``, or None when it is missing, unreadable or does not
+    hold what it says (its text's digest is checked)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        text, info = saved["text"], saved["info"]
+        if (isinstance(text, str) and isinstance(info, dict)
+                and hashlib.sha256(text.encode("ascii")).hexdigest() == info.get("sha256")):
+            return text, info
+    except (OSError, ValueError, KeyError, TypeError, UnicodeError):
+        pass
+    return None
+
+
+def _store(path: Path, text: str, info: dict) -> None:
+    """Write the cache file whole or not at all (a temporary file, then a rename); a cache
+    that cannot be written is only a cache: the error is dropped."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"text": text, "info": info}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
 @functools.lru_cache(maxsize=4)
 def _build_default_corpus(max_bytes: int) -> tuple[str, dict]:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = _stdlib_sources(root)
+    cache = corpus_cache_dir()
+    path = None
+    if files and cache is not None:
+        path = cache / f"default-corpus-{_cache_key(root, files, max_bytes)}.json"
+        found = _load_cached(path)
+        if found is not None:
+            return found
+    text, info = _extract(root, files, max_bytes)
+    if path is not None:
+        _store(path, text, info)
+    return text, info
+
+
+def _extract(root: Path, files: list[Path], max_bytes: int) -> tuple[str, dict]:
     if not files:
         raise OSError(f"the Python standard library sources are not in {root}, so the default "
                       "corpus cannot be built; give a text file instead")

@@ -269,6 +269,22 @@ def startup(workdir, train, val, env, cold_repeats=1):
             if variant == "helper":
                 res["train 2 steps: cold s"] = cold
                 res["train 2 steps: warm s"] = warm
+    # What a user of the README's set-up gets: python -m rnnkit.precompile at install on an
+    # empty cache (timed), then the first run and a second one.
+    after = []
+    for r in range(cold_repeats):
+        pre_dir = Path(tempfile.mkdtemp(prefix="numba-pre-", dir=workdir))
+        pre_env = {**env, "NUMBA_CACHE_DIR": str(pre_dir)}
+        t_pre = timed([sys.executable, "-m", "rnnkit.precompile", "--cells", "lstm,gru,rnn"],
+                      pre_env)[0]
+        first, _, _ = timed_rss(small + ["--out", str(workdir / "pre")], pre_env)
+        second, _, _ = timed_rss(small + ["--out", str(workdir / "pre")], pre_env)
+        after.append({"precompile s": t_pre, "first run s": first, "second run s": second,
+                      "compile s (first - second)": first - second})
+    res["after precompile, runs"] = after
+    res["after precompile: compile s (first - second)"] = statistics.median(
+        a["compile s (first - second)"] for a in after)
+    res["precompile (install step) s"] = statistics.median(a["precompile s"] for a in after)
     res["train: compile s (cold - warm), runs"] = compile_s
     res["train: compile s (cold - warm)"] = statistics.median(compile_s["helper"])
     res["train: compile s without the helper"] = statistics.median(compile_s["no helper"])

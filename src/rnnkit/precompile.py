@@ -9,8 +9,10 @@ the user's first run starts at once.
 
 It runs the real commands, in this process, on a small piece of the built-in corpus and
 with the default sizes: ``rnnkit train`` (2 steps with a validation pass), ``eval``,
-``score``, ``sample`` (sampling and beam search) for each cell asked for, so what lands in
-the cache is exactly what those commands load (same functions, same argument types).  The
+``score``, ``sample`` (sampling and beam search) for each cell asked for, and once the
+generation step split over two threads that a long ``rnnkit sample`` uses
+(:func:`rnnkit.kernels.lmstep.lm_token_split`), so what lands in the cache is exactly what
+those commands load (same functions, same argument types).  The
 built-in corpus is built once and kept too (:func:`rnnkit.data.corpus.corpus_cache_dir`).
 
     python -m rnnkit.precompile                    # the LSTM, the default cell
@@ -24,12 +26,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 CELLS = ("lstm", "gru", "rnn")
+
+
+@contextlib.contextmanager
+def _env(**values):
+    """Environment variables set for the duration of the block, then restored."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _run(argv: list[str]) -> None:
@@ -51,6 +69,7 @@ def precompile(cells=("lstm",), word: bool = False, log=None) -> dict[str, float
     if bad or not cells:
         raise ValueError(f"cells must be some of {', '.join(CELLS)}, got {','.join(cells) or 'none'}")
     from . import kernels
+    from .cli_lm import SHORT_JOB_TOKENS
     from .data.corpus import default_corpus
 
     took: dict[str, float] = {}
@@ -69,6 +88,7 @@ def precompile(cells=("lstm",), word: bool = False, log=None) -> dict[str, float
         (d / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
         (d / "val.txt").write_text("\n".join(lines[2000:2100]) + "\n", encoding="utf-8")
         runs = [(c, ["--cell", c]) for c in cells]
+        split_done = False
         if word:
             runs.append(("word", ["--level", "word"]))
         for name, opts in runs:
@@ -78,8 +98,15 @@ def precompile(cells=("lstm",), word: bool = False, log=None) -> dict[str, float
                   "--steps", "2", "--eval-every", "2", "--force", *opts])
             _run(["eval", model, str(d / "val.txt")])
             _run(["score", model, lines[0]])
-            _run(["sample", model, "--length", "20", "--seed", "0"])
             _run(["sample", model, "--beam", "2", "--length", "20"])
+            # Longer than a short job (cli_lm.SHORT_JOB_TOKENS runs NumPy): the compiled step.
+            long = ["sample", model, "--length", str(SHORT_JOB_TOKENS + 1), "--no-stop",
+                    "--seed", "0"]
+            _run(long)
+            if not split_done:  # the two-thread step: one kernel for every cell
+                with _env(RNNKIT_STEP_THREADS="2"):
+                    _run(long)
+                split_done = True
             took[name] = time.perf_counter() - t
             if log:
                 log(f"{name}: compiled (or found cached) in {took[name]:.1f} s")

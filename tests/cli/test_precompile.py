@@ -43,8 +43,15 @@ def test_precompile_leaves_nothing_for_the_first_run(tmp_path):
     out = tmp_path / "model"
     r = _cli("train", "--out", str(out), "--steps", "2", "--eval-every", "2", env=env)
     assert r.returncode == 0, r.stderr
-    r = _cli("sample", str(out), "--length", "30", "--seed", "1", env=env)
-    assert r.returncode == 0, r.stderr and len(r.stdout) > 0
+    r = _cli("sample", str(out), "--length", "30", "--seed", "1", env=env)  # the NumPy path
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) > 0
+    # a job long enough for the compiled step, which then runs split (its kernel is cached)
+    from rnnkit.cli_lm import SHORT_JOB_TOKENS
+
+    r = _cli("sample", str(out), "--length", str(SHORT_JOB_TOKENS + 1), "--no-stop", env=env)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) > SHORT_JOB_TOKENS
     # nothing compiled, nothing re-parsed: no cache file written or rewritten
     assert _snapshot(numba_cache) == before
     assert len(list(corpus_cache.glob("default-corpus-*.json"))) == 1

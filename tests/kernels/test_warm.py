@@ -62,7 +62,7 @@ def test_no_helper_without_need(monkeypatch):
     from rnnkit.kernels import warm
 
     launched = []
-    monkeypatch.setattr(warm, "_cached", lambda func: False)
+    monkeypatch.setattr(warm, "cached", lambda func: False)
     monkeypatch.setattr(warm, "_proc", None)
     monkeypatch.setattr(warm.subprocess, "Popen", lambda args, **kw: launched.append(args) or "p")
     monkeypatch.setenv("RNNKIT_NO_WARM", "1")

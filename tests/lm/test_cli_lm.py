@@ -141,3 +141,23 @@ def test_prime_through_steps_equals_the_sequence_forward(model_dir, monkeypatch)
     np.testing.assert_allclose(lp_steps, lp_seq, rtol=1e-5, atol=1e-5)
     for x, y in zip(st_steps, st_seq):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_sample_splits_the_step_when_its_kernel_is_cached_or_the_job_is_long(monkeypatch):
+    """`sample` asks for the two-thread step ("auto") on every compiled-path job once its
+    kernel is in Numba's cache, and without it only from LONG_JOB_TOKENS tokens (where the
+    ~6 s compile pays); a short job runs NumPy on one thread."""
+    from rnnkit import cli_lm, kernels
+    from rnnkit.kernels import warm
+
+    if not kernels.available():
+        pytest.skip("Numba is not installed: there is no compiled step to split")
+    short, mid, long = (cli_lm.SHORT_JOB_TOKENS, cli_lm.SHORT_JOB_TOKENS + 1,
+                        cli_lm.LONG_JOB_TOKENS)
+    asked = []
+    monkeypatch.setattr(warm, "cached", lambda f: asked.append(f.__name__) or True)
+    assert [cli_lm._sample_threads(n) for n in (short, mid, long)] == [1, "auto", "auto"]
+    assert asked == ["lm_token_split"]
+    monkeypatch.setattr(warm, "cached", lambda f: False)
+    assert [cli_lm._sample_threads(n) for n in (short, mid, long - 1, long)] == \
+        [1, 1, 1, "auto"]

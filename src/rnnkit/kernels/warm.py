@@ -34,7 +34,7 @@ _done: set = set()
 WAIT_S = 60.0  # longest wait for the helper; then it is stopped and the run compiles itself
 
 
-def _cached(func) -> bool:
+def cached(func) -> bool:
     """Whether Numba's disk cache has an index for ``func`` (any signature)."""
     try:
         return os.path.exists(func._cache._cache_file._index_path)
@@ -56,7 +56,7 @@ def start(cell: str, dtype, processes: int = 1) -> bool:
         return False
     from . import sequence
 
-    if _cached(getattr(sequence, _BWD[cell])):
+    if cached(getattr(sequence, _BWD[cell])):
         return False
     try:
         _proc = subprocess.Popen([sys.executable, "-m", "rnnkit.kernels.warm", cell,

@@ -76,19 +76,17 @@ class RnnkitLM:
         return float(np.take_along_axis(logp, y[..., None], axis=-1).sum())
 
     def generate(self, n_tokens, rng, start=0):
-        """Sample n_tokens at batch 1, feeding each token back (``LanguageModel.stepper``,
-        threads chosen as for a long ``rnnkit sample`` job; RNNKIT_STEP_THREADS=1 pins one)."""
+        """Sample n_tokens at batch 1 through rnnkit's own sampler (``rnnkit.decode.sample``,
+        what ``rnnkit sample`` runs: the filter, one inverse-CDF draw, the bookkeeping),
+        each token fed back through ``LanguageModel.stepper`` (threads chosen as for a long
+        ``rnnkit sample`` job; RNNKIT_STEP_THREADS=1 pins one): n_tokens steps, as the
+        PyTorch loop below."""
+        from rnnkit import decode
+
         step = self.model.stepper(threads="auto")
-        tok = np.array([start], dtype=np.int64)
-        state = None
-        out = np.empty(n_tokens, dtype=np.int64)
-        u = rng.random(n_tokens)
-        for i in range(n_tokens):
-            lp, state = step(tok, state)
-            c = np.cumsum(np.exp(lp[0]))
-            tok[0] = min(int(np.searchsorted(c, u[i] * c[-1])), self.V - 1)
-            out[i] = tok[0]
-        return out
+        lp, state = step(np.array([start], dtype=np.int64), None)
+        (h,) = decode.sample(step, lp, state, rng, -1, n_tokens, stop_at_eos=False)
+        return np.asarray(h.tokens)
 
 
 def torch_lm(mode, V=100, E=64, H=256, L=2, seed=0):

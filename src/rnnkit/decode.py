@@ -83,16 +83,19 @@ def filter_logits(logp: np.ndarray, temperature: float, top_k=None, top_p=None) 
     prefix of the sorted tokens whose mass reaches ``top_p``, never less than the most
     probable token.
     """
-    z = logp.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    with np.errstate(over="ignore", under="ignore"):  # -inf, then exp -> 0: the limit
-        z /= temperature
-    p = np.exp(z)
+    z = np.array(logp, dtype=np.float64)  # its own copy, worked on in place
+    # (the ufuncs' own reduce: what .max / .sum call, without their Python wrappers, which
+    # cost as much as the arithmetic on one row of a character vocabulary)
+    z -= np.maximum.reduce(z, axis=1, keepdims=True)
+    if temperature != 1.0:  # x / 1 is x: divide only where it changes something
+        with np.errstate(over="ignore", under="ignore"):  # -inf, then exp -> 0: the limit
+            z /= temperature
+    p = np.exp(z, out=z)
     V = p.shape[1]
     if top_k is not None and top_k < V:
         kth = -np.partition(-p, top_k - 1, axis=1)[:, top_k - 1: top_k]
         p = np.where(p >= kth, p, 0.0)
-    p /= p.sum(axis=1, keepdims=True)
+    p /= np.add.reduce(p, axis=1, keepdims=True)
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-p, axis=1, kind="stable")
         sorted_p = np.take_along_axis(p, order, axis=1)
@@ -111,9 +114,10 @@ def filter_logits(logp: np.ndarray, temperature: float, top_k=None, top_p=None) 
 def draw(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One index per row of probabilities p (N, V), by inverse CDF of one uniform draw per
     row from ``rng`` (the one sampler of rnnkit)."""
-    cum = np.cumsum(p, axis=1)
-    u = rng.random(p.shape[0]) * cum[:, -1]
-    idx = (cum <= u[:, None]).sum(axis=1)
+    cum = p.cumsum(axis=1)
+    u = rng.random(p.shape[0])
+    u *= cum[:, -1]
+    idx = np.add.reduce(cum <= u[:, None], axis=1, dtype=np.intp)
     return np.minimum(idx, p.shape[1] - 1)
 
 
@@ -132,16 +136,21 @@ def sample(step, logp, state, rng: np.random.Generator, eos: int, max_len: int, 
     total = np.zeros(N)
     done = np.zeros(N, dtype=bool)
     rows = np.arange(N)
+    ended = False  # whether any row has ended: until then no mask is needed
     for t in range(int(max_len)):
         nxt = draw(filter_logits(logp, temperature, top_k, top_p), rng)
         out[:, t] = nxt
-        total += np.where(done, 0.0, logp[rows, nxt].astype(np.float64))
+        got = logp[rows, nxt]
+        total += np.where(done, 0.0, got.astype(np.float64)) if ended else got
         if stop_at_eos:
-            newly = (~done) & (nxt == eos)
-            ends[newly] = t
-            done |= newly
-            if done.all():
-                break
+            hit = nxt == eos
+            if hit.any():
+                newly = hit & ~done
+                ends[newly] = t
+                done |= newly
+                ended = True
+                if done.all():
+                    break
         if t + 1 < max_len:
             logp, state = step(nxt, state)
     return [Hypothesis(out[n, : ends[n]].tolist(), float(total[n]), bool(done[n]))

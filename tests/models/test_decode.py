@@ -124,3 +124,84 @@ def test_sampling_is_seeded_and_stops_at_eos():
                            np.random.default_rng(0), EOS, 1)]
     freq = np.bincount(first, minlength=3) / 4000
     np.testing.assert_allclose(freq, TABLE[0], atol=0.03)
+
+
+# ---- the sampler against the plain statement of its rule ------------------------------
+def _plain_probs(logp, temperature, top_k=None, top_p=None):
+    """decode.filter_logits written the plain way (new arrays at every line, the division
+    always done): the sampler's fast form must give exactly these numbers."""
+    z = logp.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        z = z / temperature
+    p = np.exp(z)
+    if top_k is not None and top_k < p.shape[1]:
+        kth = -np.partition(-p, top_k - 1, axis=1)[:, top_k - 1: top_k]
+        p = np.where(p >= kth, p, 0.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        keep_sorted = (np.cumsum(sorted_p, axis=1) - sorted_p) < top_p - 1e-12
+        keep_sorted[:, 0] = True
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=1)
+        p = np.where(keep, p, 0.0)
+        p = p / p.sum(axis=1, keepdims=True)
+    return p
+
+
+def _plain_sample(step, logp, state, rng, eos, max_len, temperature, top_k, top_p, stop):
+    N = logp.shape[0]
+    rows = [[] for _ in range(N)]
+    total = [0.0] * N
+    done = [False] * N
+    for t in range(max_len):
+        p = _plain_probs(logp, temperature, top_k, top_p)
+        cum = np.cumsum(p, axis=1)
+        u = rng.random(N) * cum[:, -1]
+        nxt = np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+        for n in range(N):
+            if done[n]:
+                continue
+            total[n] += float(logp[n, nxt[n]])
+            if stop and nxt[n] == eos:
+                done[n] = True
+            else:
+                rows[n].append(int(nxt[n]))
+        if stop and all(done):
+            break
+        if t + 1 < max_len:
+            logp, state = step(nxt, state)
+    return [(rows[n], total[n], done[n]) for n in range(N)]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [
+    (1.0, None, None), (0.7, None, None), (1.3, 5, None), (1.0, None, 0.8), (0.5, 7, 0.9),
+    (1e-310, None, None)])
+@pytest.mark.parametrize("stop", [True, False])
+def test_sampler_draws_exactly_what_the_plain_rule_draws(temperature, top_k, top_p, stop):
+    """Same seed, same tokens, bit-identical log-probabilities, rows ending at their own
+    <eos> — the fast form skips work (the division by 1, masks before any row ends), it
+    never changes a number.  float32 log-probabilities, as the models give."""
+    V, N = 23, 5
+    gen = np.random.default_rng(11)
+    table = gen.dirichlet(np.full(V, 0.3), size=V)
+    table[:, EOS] = 0.0
+    table *= 0.92 / table.sum(axis=1, keepdims=True)
+    table[:, EOS] = 0.08  # rows run a while before they end
+    logt = np.log(table).astype(np.float32)
+
+    def step(ids, state):
+        return logt[np.asarray(ids)], state + 1
+
+    lp0 = logt[gen.integers(1, V, N)]
+    got = decode.sample(step, lp0, 0, np.random.default_rng(5), EOS, 40,
+                        temperature=temperature, top_k=top_k, top_p=top_p, stop_at_eos=stop)
+    want = _plain_sample(step, lp0, 0, np.random.default_rng(5), EOS, 40, temperature, top_k,
+                         top_p, stop)
+    assert [(h.tokens, h.logprob, h.ended) for h in got] == want
+    if stop and top_k is None and top_p is None and temperature >= 0.5:
+        assert any(h.ended for h in got)  # the <eos> bookkeeping ran
+    if not stop:
+        assert all(len(h.tokens) == 40 and not h.ended for h in got)

@@ -348,6 +348,31 @@ def test_stepper_threads_argument(monkeypatch):
             m.stepper(threads=bad)
 
 
+def test_training_plan_and_generation_ask_the_same_first_question(monkeypatch):
+    """One rule says when a second thread finds no core of its own; the training plan and
+    the generation step both go to one thread then, saying why."""
+    from rnnkit.kernels import blas
+
+    monkeypatch.delenv("RNNKIT_STEP_THREADS", raising=False)
+    assert blas._no_free_core(1, 0.0) == "one core"
+    assert blas._no_free_core(2, None) == "no load average"
+    assert blas._no_free_core(2, 2.5) == "load 2.5 on 2 cores"
+    assert blas._no_free_core(2, 2.4) is None and blas._no_free_core(4, 1.0) is None
+    monkeypatch.setattr(blas, "get_threads", lambda: 2)
+    monkeypatch.setattr(blas, "spin_is_short", lambda: True)
+    for c, load in ((1, 0.0), (2, None), (2, 2.5)):
+        monkeypatch.setattr(blas, "cores", lambda c=c: c)
+        p = blas.plan(32, 32 * 4 * 256 * 256, load=load, compiled=True, short_spin=True,
+                      blas_threads=2)
+        assert (p.workers, p.blas, p.hoisted) == (1, 1, 1)
+        assert p.reason == blas._no_free_core(c, load) + ": one thread"
+        assert blas.generation_threads(3 << 20, load=load) == 1
+    monkeypatch.setattr(blas, "cores", lambda: 2)
+    assert blas.plan(32, 32 * 4 * 256 * 256, load=0.5, compiled=True, short_spin=True,
+                     blas_threads=2).workers == 2
+    assert blas.generation_threads(3 << 20, load=0.5) == 2
+
+
 def test_generation_threads_rule(monkeypatch):
     from rnnkit.kernels import blas
 

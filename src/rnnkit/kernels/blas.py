@@ -131,20 +131,31 @@ def plan(N: int, macs: int = 0, *, load: float | None = ..., compiled: bool = Fa
     return replace(chosen, compiled=bool(compiled))
 
 
+def _no_free_core(c: int, load: float | None) -> str | None:
+    """Why a second thread would find no core of its own (one core, no load average to go
+    by, a load that leaves none free), or None when one is free: the first question of both
+    the training plan and :func:`generation_threads`."""
+    if c < 2:
+        return "one core"
+    if load is None:
+        return "no load average"
+    if load >= c + 0.5:
+        return f"load {load:.1f} on {c} cores"
+    return None
+
+
 def _choose(N, macs, load, compiled, short_spin, blas_threads) -> ThreadPlan:
     forced = _env_threads()
     if forced:
         return ThreadPlan(max(1, min(forced, N)), 1, f"{ENV}={forced}")
     c = cores()
     load = load_average() if load is ... else load
-    if c < 2:
-        return ThreadPlan(1, 1, "one core")
-    if load is None or load >= c + 0.5:
+    busy = _no_free_core(c, load)
+    if busy:
         # Every BLAS call on one thread, the large ones too: a descheduled BLAS thread stalls
         # the others at each call's end (char-LM LSTM step at load 12: 1.03-1.1 s with the
         # hoisted products on two threads, 0.59-0.64 s on one).
-        why = "no load average" if load is None else f"load {load:.1f} on {c} cores"
-        return ThreadPlan(1, 1, why + ": one thread", hoisted=1)
+        return ThreadPlan(1, 1, busy + ": one thread", hoisted=1)
     short_spin = spin_is_short() if short_spin is None else short_spin
     if compiled and short_spin and N >= 2 * MIN_ROWS:
         if blas_threads is ...:
@@ -182,7 +193,7 @@ def generation_threads(weight_bytes: int, requested="auto", *,
         return requested
     c = cores()
     load = load_average() if load is ... else load
-    if c < 2 or load is None or load >= c + 0.5 or get_threads() == 1 or not spin_is_short():
+    if _no_free_core(c, load) or get_threads() == 1 or not spin_is_short():
         return 1  # no free core, or the user gave this process one (OMP_NUM_THREADS=1)
     return max(1, min(c, GEN_MAX_THREADS, weight_bytes // GEN_BYTES_PER_THREAD))
 

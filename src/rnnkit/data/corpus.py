@@ -113,7 +113,8 @@ def default_corpus(max_bytes: int = DEFAULT_CORPUS_BYTES) -> str:
 
     One sentence per line, printable ASCII, at most ``max_bytes`` bytes (whole lines only).
     Deterministic for a given Python version; about 0.7 MB in all for CPython 3.11, so the
-    default cap takes everything.  Built in a few seconds, then memoised for the process.
+    default cap takes everything.  Built in a few seconds the first time, then read back
+    from the disk cache (:func:`corpus_cache_dir`) and memoised for the process.
     """
     return _build_default_corpus(check_positive_int(max_bytes, "max_bytes"))[0]
 

@@ -1,8 +1,9 @@
 """A cold start on two cores: the kernels a training run will need later are compiled by a
 second process while this one compiles the forward loop.
 
-Numba compiles one function at a time per process (a global compiler lock), and the first
-``rnnkit train`` after install spends about 3 s compiling: the whole-sequence forward loop,
+Numba compiles one function at a time per process (a global compiler lock), and a first
+``rnnkit train`` on an empty cache spends 4-6 s compiling (none after the README's set-up,
+which runs :mod:`rnnkit.precompile`): the whole-sequence forward loop,
 the backward loop, Adam's update (and the gradient norm), the embedding scatter and the
 validation's picked log-probabilities, in that order of first use.  When
 the disk cache (``cache=True``) does not hold the backward loop yet, :func:`start` launches

@@ -329,6 +329,14 @@ def test_default_corpus_without_a_writable_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNKIT_CACHE_DIR", str(blocker / "rnnkit"))
     assert _build_default_corpus.__wrapped__(5_000) == expected
     assert blocker.read_text() == "a file where the cache directory would go"
+    # the cache file's name taken by a directory: read and write both fail, quietly
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path / "c"))
+    _build_default_corpus.__wrapped__(5_000)
+    (name,) = _cache_files(tmp_path / "c")
+    (tmp_path / "c" / name).unlink()
+    (tmp_path / "c" / name).mkdir()
+    assert _build_default_corpus.__wrapped__(5_000) == expected
+    assert (tmp_path / "c" / name).is_dir() and len(list((tmp_path / "c").iterdir())) == 1
     monkeypatch.setenv("RNNKIT_CACHE_DIR", "")  # set empty: no disk cache at all
     assert corpus_mod.corpus_cache_dir() is None
     assert _build_default_corpus.__wrapped__(5_000) == expected

@@ -7,13 +7,21 @@ module) and returns ``(model directory, training summary)``; ``trained`` is that
 
 import io
 import os
-import tempfile
 
 import pytest
 
-# The built default corpus is cached on disk (rnnkit.data.corpus.corpus_cache_dir): the tests,
-# and the commands they run, keep theirs apart from the user's.
-os.environ.setdefault("RNNKIT_CACHE_DIR", tempfile.mkdtemp(prefix="rnnkit-test-cache-"))
+
+@pytest.fixture(scope="session", autouse=True)
+def _corpus_cache(tmp_path_factory):
+    """The built default corpus is cached on disk (rnnkit.data.corpus.corpus_cache_dir): the
+    tests, and the commands they run, keep theirs apart from the user's, in pytest's own
+    temporary directory (cleaned up with it)."""
+    if "RNNKIT_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["RNNKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("rnnkit-cache"))
+    yield
+    os.environ.pop("RNNKIT_CACHE_DIR", None)
 
 
 @pytest.fixture(scope="module")

@@ -217,7 +217,7 @@ def _show(token: str) -> str:
 # a few thousand tokens at batch 1 (bench/RESULTS.md, "warm rnnkit sample").
 SHORT_JOB_TOKENS = 2000
 # Each token's step may be split over the cores (LanguageModel.stepper(threads="auto")): at
-# 2 x 256 it saves ~25-50 us a token and costs nothing measurable on a warm start (3,000
+# 2 x 256 it saves ~25-70 us a token and costs nothing measurable on a warm start (3,000
 # tokens: 1.34 against 1.43 s GRU, 1.67 against 1.88 s LSTM, medians of 3; bench/RESULTS.md
 # session 9), but its kernel compiles once for ~6 s.  So every compiled-path job asks for it
 # when that kernel is in Numba's cache already (python -m rnnkit.precompile puts it there),

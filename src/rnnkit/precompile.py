@@ -73,7 +73,7 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
                          f"got {','.join(cells) or 'none'}")
     from . import kernels
     from .cli_lm import SHORT_JOB_TOKENS
-    from .data.corpus import default_corpus
+    from .data.corpus import default_corpus, split_validation
 
     took: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -86,10 +86,11 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
             log("Numba is not installed: nothing to compile (the NumPy path runs)")
         return took
     lines = text.splitlines()
+    train, val = split_validation("\n".join(lines[:2100]) + "\n", 0.05)
     with tempfile.TemporaryDirectory(prefix="rnnkit-precompile-") as tmp:
         d = Path(tmp)
-        (d / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
-        (d / "val.txt").write_text("\n".join(lines[2000:2100]) + "\n", encoding="utf-8")
+        (d / "train.txt").write_text(train, encoding="utf-8")
+        (d / "val.txt").write_text(val, encoding="utf-8")
         split_done = False
         for name in cells:
             t = time.perf_counter()

@@ -280,6 +280,18 @@ def test_default_corpus_disk_cache_is_written_then_read(tmp_path, monkeypatch):
         _build_default_corpus.__wrapped__(10_000)
 
 
+def test_default_corpus_cache_keeps_only_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    (tmp_path / "notes.txt").write_text("not ours")
+    _build_default_corpus.__wrapped__(5_000)
+    (first,) = _cache_files(tmp_path)
+    text, info = _build_default_corpus.__wrapped__(8_000)  # another key: the old one goes
+    (second,) = _cache_files(tmp_path)
+    assert second != first
+    assert json.loads((tmp_path / second).read_text()) == {"text": text, "info": info}
+    assert (tmp_path / "notes.txt").read_text() == "not ours"  # only its own files
+
+
 @pytest.mark.parametrize("damage", ["truncated", "edited", "not json"])
 def test_default_corpus_damaged_cache_is_rebuilt(tmp_path, monkeypatch, damage):
     monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))

@@ -178,6 +178,11 @@ def _store(path: Path, text: str, info: dict) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"text": text, "info": info}), encoding="utf-8")
         os.replace(tmp, path)
+        # Older corpora (another Python, edited sources or extraction code) are stale: only
+        # the newest is kept, so the directory does not grow by 0.7 MB with each change.
+        for old in path.parent.glob("default-corpus-*.json"):
+            if old != path:
+                old.unlink(missing_ok=True)
     except OSError:
         if tmp is not None:
             try:

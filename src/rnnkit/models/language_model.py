@@ -389,8 +389,9 @@ class LanguageModel(Model):
         ``threads``: 1 runs each token on one thread; n > 1 splits it over n threads, and
         "auto" lets :func:`rnnkit.kernels.blas.generation_threads` choose from the weights'
         size, the cores and the load (``RNNKIT_STEP_THREADS`` overrides both).  The split
-        pays in long generation loops only: its kernel compiles once for ~6 s and loads
-        Numba's thread pool, and saves ~40-60 us a token at 2 x 256 (bench/RESULTS.md)."""
+        saves ~25-70 us a token at 2 x 256 (bench/RESULTS.md) but its kernel compiles once
+        for ~6 s (``python -m rnnkit.precompile`` does that ahead of time): worth it in
+        generation loops of thousands of tokens."""
         if self.rnn.bidirectional:
             raise ValueError("a language model generates left to right: unidirectional only")
         if threads != "auto":

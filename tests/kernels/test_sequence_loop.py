@@ -33,7 +33,7 @@ TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, ato
                                    (5, 40, 96), (12, 30, 31), (21, 9, 64), (3, 5, 40),
                                    (7, 16, 64), (15, 8, 32), (2, 33, 70)])
 def test_packed_gemm_equals_matmul_on_row_slices(dtype, M, K, N):
-    """Full 8-row blocks and a short last one (1-7 rows, from the padded copy), full panels
+    """Full R-row blocks and a short last one (from the padded copy), full panels
     and a partial last one, on row slices of bigger arrays (the loops' operands), against
     the float64 product."""
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
@@ -52,23 +52,67 @@ def test_packed_gemm_equals_matmul_on_row_slices(dtype, M, K, N):
 
 
 def test_pack_layout_and_refusals():
-    b = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
+    W = packed.panel_width(np.float32)  # the host's tile: 32 columns with AVX-512, 24 with AVX2
+    assert packed.panel_width(np.float64) == W // 2
+    b = np.arange(3 * (W + 8), dtype=np.float32).reshape(3, W + 8)
     p = packed.pack(b)
-    assert p.shape == (2, 3, 32) and p.flags.c_contiguous
-    np.testing.assert_array_equal(p[0], b[:, :32])
-    np.testing.assert_array_equal(p[1, :, :8], b[:, 32:])
+    assert p.shape == (2, 3, W) and p.flags.c_contiguous
+    np.testing.assert_array_equal(p[0], b[:, :W])
+    np.testing.assert_array_equal(p[1, :, :8], b[:, W:])
     assert not p[1, :, 8:].any()  # the partial panel is padded with zeros
-    assert packed.pack(b.astype(np.float64)).shape == (3, 3, 16)
+    assert packed.pack(b.astype(np.float64)).shape == (3, 3, W // 2)
     with pytest.raises(TypeError, match="float32 or float64"):
         packed.pack(b.astype(np.int64))
     a = np.ones((4, 3), np.float32)
     with pytest.raises(ValueError, match="shapes"):
-        packed.packed_gemm(a, p, np.empty((4, 70), np.float32))  # 3 panels' width
+        packed.packed_gemm(a, p, np.empty((4, 2 * W + 6), np.float32))  # 3 panels' width
     with pytest.raises(ValueError, match="shapes"):
-        packed.packed_gemm(np.ones((4, 5), np.float32), p, np.empty((4, 40), np.float32))
+        packed.packed_gemm(np.ones((4, 5), np.float32), p, np.empty((4, W + 8), np.float32))
     with pytest.raises(ValueError, match="contiguous"):
-        packed.packed_gemm(np.ones((3, 4), np.float32).T, p, np.empty((4, 40), np.float32))
-    packed.packed_gemm(a[:0], p, np.empty((0, 40), np.float32))  # no rows: nothing to do
+        packed.packed_gemm(np.ones((3, 4), np.float32).T, p, np.empty((4, W + 8), np.float32))
+    packed.packed_gemm(a[:0], p, np.empty((0, W + 8), np.float32))  # no rows: nothing to do
+
+
+def test_tile_shape_follows_the_vector_registers():
+    assert packed.tile_shape({"avx512f", "avx2", "avx", "fma"}) == (64, 2, 8)
+    assert packed.tile_shape({"avx2", "avx", "fma"}) == (32, 3, 4)
+    assert packed.tile_shape({"sse4.2"}) == (16, 3, 4)
+    # the module's shape is the one for the features Numba compiles for
+    assert (packed.VECTOR_BYTES, packed.VECTORS, packed.ROWS) == \
+        packed.tile_shape(packed.target_features())
+    # no register spills: accumulators plus B's vectors and a broadcast fit the registers
+    for feats, regs in [({"avx512f"}, 32), ({"avx"}, 16), (set(), 16)]:
+        vb, nv, r = packed.tile_shape(feats)
+        assert r * nv + nv + 1 <= regs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("vector_bytes,vectors,rows,fused",
+                         [(64, 2, 8, True), (32, 3, 4, True), (16, 3, 4, True),
+                          (32, 3, 4, False)],
+                         ids=["avx512", "avx2", "sse", "avx-no-fma"])
+def test_every_tile_shape_equals_matmul(dtype, vector_bytes, vectors, rows, fused):
+    """Each shape's IR (not only the host's) multiplies an R x K block by a K x W panel:
+    LLVM legalises vectors wider than the host's, so every shape runs on any CPU."""
+    from numba import njit
+
+    tile = packed._tile(rows, vectors, vector_bytes, fused)
+
+    @njit(cache=False)
+    def run(a, b, c):
+        tile(a, a.ctypes.data, a.strides[0], b.ctypes.data, b.strides[0], a.shape[1],
+             c.ctypes.data, c.strides[0])
+
+    W = vectors * vector_bytes // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(rows * 100 + W)
+    for K in (1, 7, 64):
+        a = rng.standard_normal((rows, K)).astype(dtype)
+        b = rng.standard_normal((K, W)).astype(dtype)
+        c = np.full((rows, W), np.nan, dtype=dtype)
+        run(a, b, c)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_allclose(c, ref, rtol=0,
+                                   atol=(2e-5 if dtype == np.float32 else 1e-13) * (K + 1))
 
 
 def _run(layer, x, lengths, state, dout, release=False):

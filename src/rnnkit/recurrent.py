@@ -341,8 +341,9 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
     if table is None:
         T, N, D = x.shape
         xp = x.reshape(T * N, D) @ w_ih.T
-        if b_ih is not None:
-            xp += b_ih
+        b_hh, rest = cell.loop_bias(b_ih, b_hh, H)  # b_ih joins b_hh in the loop
+        if rest is not None:
+            xp[:, rest[0]:] += rest[1]
         dtype = xp.dtype
         xsrc, xidx = xp, np.arange(T * N, dtype=np.int64).reshape(T, N)
         act = xp.reshape(T, N, GH)  # gates overwrite the projection they came from

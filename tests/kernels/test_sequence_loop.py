@@ -239,3 +239,28 @@ def test_import_rnnkit_first_sets_a_short_spin(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["None", "False"]
+
+
+@pytest.mark.parametrize("mode,kw,loop_blocks", [("lstm", {}, 4), ("rnn", {}, 1),
+                                                  ("gru", {}, 2),
+                                                  ("gru", {"reset_after": False}, 3)],
+                         ids=["lstm", "rnn", "gru", "gru_reset_before"])
+def test_input_bias_joins_the_recurrent_bias_in_the_loop(mode, kw, loop_blocks):
+    """b_ih is added with b_hh inside the loop for every gate whose pre-activation is a plain
+    sum; only the reset-after GRU's candidate keeps b_in on the projection."""
+    cell = kernels.make_fused_cell(mode, **kw)
+    H = 5
+    rng = np.random.default_rng(3)
+    b_ih, b_hh = rng.standard_normal((2, cell.gates * H))
+    b, rest = cell.loop_bias(b_ih, b_hh, H)
+    k = loop_blocks * H
+    np.testing.assert_array_equal(b[:k], b_ih[:k] + b_hh[:k])
+    np.testing.assert_array_equal(b[k:], b_hh[k:])
+    if k == b_ih.size:
+        assert rest is None
+    else:
+        assert rest[0] == k
+        np.testing.assert_array_equal(rest[1], b_ih[k:])
+    assert cell.loop_bias(None, None, H) == (None, None)
+    np.testing.assert_array_equal(b_hh, rng.__class__(np.random.PCG64(3)).standard_normal(
+        (2, cell.gates * H))[1])  # b_hh itself untouched

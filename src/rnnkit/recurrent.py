@@ -231,10 +231,11 @@ class FusedWork:
     act: np.ndarray | None  # (T, N, G) time order: activated gates (over xsrc when not a table)
     w_hh: np.ndarray  # (G, H)
     w_hh_t: np.ndarray  # (H, G) w_hh.T, C-contiguous for T > 1 (dropped after the loop)
-    b: np.ndarray  # (G,) b_hh or zeros
+    b: np.ndarray  # (G,) b_hh, plus b_ih where the loop adds it (FusedCell.loop_bias), or zeros
     hh: np.ndarray  # (T+1, N, H) step order: state entering step t (2 slots when not store)
     ch: np.ndarray | None  # like hh, LSTM cell state
     out: np.ndarray  # (T, N, H) time order (a view of hh[1:] when it can be)
+    bx: np.ndarray | None = None  # the rest of b_ih, added to the projection rows as read
     # -- forward scratch of the cells (begin_forward), dropped after the loop --
     gh: np.ndarray | None = None  # (N, G) recurrent product h @ W_hh.T
     xbuf: np.ndarray | None = None  # (N, 3H) GRU: copy of a row's input projection
@@ -341,15 +342,14 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
     if table is None:
         T, N, D = x.shape
         xp = x.reshape(T * N, D) @ w_ih.T
-        b_hh, rest = cell.loop_bias(b_ih, b_hh, H)  # b_ih joins b_hh in the loop
-        if rest is not None:
-            xp[:, rest[0]:] += rest[1]
+        b_hh, bx = cell.loop_bias(b_ih, b_hh, H)  # the loop adds b_ih
         dtype = xp.dtype
         xsrc, xidx = xp, np.arange(T * N, dtype=np.int64).reshape(T, N)
         act = xp.reshape(T, N, GH)  # gates overwrite the projection they came from
     else:
         T, N = ids.shape
         dtype = table.dtype
+        bx = None  # the table holds b_ih
         xsrc, xidx = table, ids
         keep = store and cell.keeps_gates
         act = np.empty((T, N, GH if keep else 1), dtype=dtype)
@@ -377,7 +377,7 @@ def _forward_fused(plan, cell, x, w_ih, b_ih, w_hh, b_hh, h0, c0, lengths, rever
         # compiled loop packs it instead (cell.pack below).
         w_hh=np.ascontiguousarray(w_hh),
         w_hh_t=np.ascontiguousarray(w_hh.T) if T > 1 and not plan.compiled else w_hh.T,
-        b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype),
+        b=b_hh if b_hh is not None else np.zeros(GH, dtype=dtype), bx=bx,
         hh=hh, ch=ch, out=out)
     cell.begin_forward(w)
     if plan.compiled:

@@ -214,8 +214,10 @@ def test_lean_stepper_equals_sequence_forward(cell, extra, dtype, layers, monkey
 @pytest.mark.parametrize("layers,H", [(1, 10), (2, 9), (3, 7)])
 def test_lean_step_weight_order_changes_nothing(cell, layers, H):
     """The generation kernel reads the weights forwards or backwards on alternate tokens (and
-    rows): each output is the same dot product either way, so the results are bit-identical,
-    whatever the remainder rows of the 4-row blocks (G*H = 7..40, V = 31)."""
+    rows): each output is the same dot product either way, whatever the remainder rows of the
+    4-row blocks (G*H = 7..40, V = 31).  Equal to float32 rounding, not always bit for bit:
+    the kernel's call sites are inlined copies that LLVM may vectorise apart (seen on an AVX2
+    AMD CPU: one unit in the last place of h at L 1, H 10; identical on an AVX-512 Intel)."""
     from rnnkit.kernels.lmstep import lm_token
 
     cfg = LMConfig(vocab_size=31, cell=cell, num_layers=layers, hidden_size=H, embed_dim=5,
@@ -233,13 +235,17 @@ def test_lean_step_weight_order_changes_nothing(cell, layers, H):
             k["bout"], h, c)
     a, b = lm_token(*args, False), lm_token(*args, True)
     assert not a[0] and not b[0]
-    assert np.array_equal(a[1], b[1]) and np.array_equal(a[3], b[3])  # h, log-probabilities
+    same = dict(rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(b[1], a[1], **same)  # h
+    np.testing.assert_allclose(b[3], a[3], **same)  # log-probabilities
     if cell == "lstm":  # c_new is written by the LSTM only
-        assert np.array_equal(a[2], b[2])
-    # and the stepper, alternating, equals the kernel in one fixed order
+        np.testing.assert_allclose(b[2], a[2], **same)
+    # and the stepper, alternating, equals the kernel in either order
     lp1, _ = step(tok, (h, c) if cell == "lstm" else h)
     lp2, _ = step(tok, (h, c) if cell == "lstm" else h)
-    assert np.array_equal(lp1, a[3]) and np.array_equal(lp2, a[3])
+    assert np.array_equal(lp1, a[3]) or np.array_equal(lp1, b[3])
+    assert np.array_equal(lp2, a[3]) or np.array_equal(lp2, b[3])
+    assert not np.array_equal(lp1, lp2) or np.array_equal(a[3], b[3])  # it did alternate
 
 
 def _lean_args(m, tok, h, c):

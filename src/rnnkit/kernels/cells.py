@@ -49,22 +49,22 @@ class FusedCell:
     has_cell = False
     keeps_gates = True  # backward reads the activated gates ``act``
     name = "fused"
-    # Gate blocks whose pre-activation is x W_ih + b_ih + h W_hh + b_hh: there b_ih is added
-    # in the loop with b_hh (one bias vector) instead of in a pass over the (T*N, G*H)
-    # projection, which cost as much as a third of the projection's product.  The GRU's
-    # reset-after candidate, tanh(x W_in + b_in + r * (h W_hn + b_hn)), keeps its b_in.
+    # b_ih is added inside the loop, not in a pass over the (T*N, G*H) projection (which cost
+    # as much as a third of the projection's product): with b_hh as one vector for every gate
+    # whose pre-activation is x W_ih + b_ih + h W_hh + b_hh; the GRU's reset-after candidate,
+    # tanh(x W_in + b_in + r * (h W_hn + b_hn)), adds its b_in apart (``bx``).
     bias_blocks_in_loop = None  # all of them
 
     def loop_bias(self, b_ih, b_hh, H):
-        """(b, rest): the bias the loop adds to each step's ``x W_ih + h W_hh`` (b_hh plus
-        what of b_ih it can take) and the part of b_ih still to add to the projection, as
-        (first column, values), or None."""
+        """(b, bx): the bias the loop adds to each step's ``x W_ih + h W_hh`` (b_hh plus what
+        of b_ih it can take) and the rest of b_ih, which the loop adds to the projection's
+        last gate blocks as it reads them (None when there is none)."""
         if b_ih is None:
             return b_hh, None
         k = b_ih.shape[0] if self.bias_blocks_in_loop is None else self.bias_blocks_in_loop * H
         b = np.zeros_like(b_ih) if b_hh is None else b_hh.copy()
         b[:k] += b_ih[:k]
-        return b, ((k, b_ih[k:]) if k < b_ih.shape[0] else None)
+        return b, (b_ih[k:].copy() if k < b_ih.shape[0] else None)
 
     # The matrices of the step products, packed for the compiled loop (kernels.packed):
     # (packed field, field) of FusedWork, forward and backward.
@@ -179,16 +179,19 @@ class FusedGRU(FusedCell):
     def begin_forward(self, w):
         w.gh = np.empty((w.N, 3 * w.H), dtype=w.dtype)
         w.xbuf = np.empty((w.N, 3 * w.H), dtype=w.dtype)
+        if w.bx is None:  # a table holds b_in already, or there is no bias
+            w.bx = np.zeros(w.H, dtype=w.dtype)
         self._stored(w, "ghns", (w.T, w.N, w.H))
 
     def forward_step(self, w, t, ti, to, n0, n1):
         np.matmul(w.hh[ti, n0:n1], w.w_hh_t, out=w.gh[n0:n1])
-        gru_reset_after_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
-                            w.out, w.act, w.ghns, w.xbuf, w.store)
+        gru_reset_after_fwd(t, ti, to, n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.bx,
+                            w.hh, w.out, w.act, w.ghns, w.xbuf, w.store)
 
     def forward_seq(self, w, n0, n1):
-        seq().gru_reset_after_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.hh,
-                                      w.out, w.act, w.ghns, w.xbuf, w.store, w.w_hh_t_p)
+        seq().gru_reset_after_fwd_seq(n0, n1, w.pos, w.lens, w.xsrc, w.xidx, w.gh, w.b, w.bx,
+                                      w.hh, w.out, w.act, w.ghns, w.xbuf, w.store,
+                                      w.w_hh_t_p)
 
     def backward_seq(self, w, n0, n1):
         seq().gru_reset_after_bwd_seq(n0, n1, w.pos, w.lens, w.dhrec, w.dhd, w.dout, w.has_dout,

@@ -23,11 +23,13 @@ from ._math import STEP_JIT, emit_row, one, sigmoid, tanh
 
 
 @njit(**STEP_JIT)
-def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns,
-                        xbufs, store):
+def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, bxn, hh, out, act,
+                        ghns, xbufs, store):
     # Short loops over slice views indexed from 0 (see the note in :mod:`.lstm`).  xr is
     # copied first (into the row's own ``xbufs[n]``): without a table, the gates are written
-    # over the projection row it is.
+    # over the projection row it is.  ``b`` is added to x W_i + h W_h of r and z (b_ih + b_hh
+    # there) and to h W_hn; ``bxn`` (H,) is the candidate's input bias b_in, added to the
+    # projection's n part as it is copied (zeros when a table already holds it).
     N, H = hh.shape[1], hh.shape[2]
     h, h_next = hh[ti], hh[to]
     br, bz, bn = b[:H], b[H:2 * H], b[2 * H:]
@@ -38,8 +40,11 @@ def gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out
         hn_ = h_next[n]
         if t < lens[n]:
             xr = xsrc[xidx[p, n]]
-            for j in range(3 * H):
+            for j in range(2 * H):
                 xbuf[j] = xr[j]
+            xrn = xr[2 * H:]
+            for j in range(H):
+                xn[j] = xrn[j] + bxn[j]
             g_ = gh[n]
             gr, gz, gn = g_[:H], g_[H:2 * H], g_[2 * H:]
             for j in range(H):

@@ -154,7 +154,9 @@ def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
     only the previous state), then the layers in order, each matrix's rows descending — so it
     starts with what the pass before read last.  GRU 2 x 256 at batch 1: 75-94 -> 60-80 us a
     token for the three products (bench/RESULTS.md).  Each output is the same dot product in
-    either order: the results do not depend on ``flip``.
+    either order: the results do not depend on ``flip`` beyond float rounding (LLVM may
+    vectorise the inlined copies of a call site apart: a last-bit difference seen on an AVX2
+    CPU).
     """
     L, N, H = h.shape
     V = table.shape[0]

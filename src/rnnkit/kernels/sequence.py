@@ -62,12 +62,12 @@ def rnn_bwd_seq(n0, n1, pos, lens, dhrec, dhd, dout, has_dout, relu, hh, dG, w_h
 
 
 @njit(**JIT)
-def gru_reset_after_fwd_seq(n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out, act, ghns, xbuf,
-                            store, w_hh_t_p):
+def gru_reset_after_fwd_seq(n0, n1, pos, lens, xsrc, xidx, gh, b, bxn, hh, out, act, ghns,
+                            xbuf, store, w_hh_t_p):
     for t in range(pos.shape[0]):
         ti, to = _slots(t, store)
         packed_gemm(hh[ti, n0:n1], w_hh_t_p, gh[n0:n1])
-        gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, hh, out, act,
+        gru_reset_after_fwd(t, ti, to, n0, n1, pos, lens, xsrc, xidx, gh, b, bxn, hh, out, act,
                             ghns, xbuf, store)
 
 

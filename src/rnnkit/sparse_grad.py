@@ -38,7 +38,15 @@ class RowSparse:
         d2 = np.asarray(dx).reshape(-1, E)
         rows, inverse = np.unique(flat, return_inverse=True)
         values = np.zeros((rows.size, E), dtype=d2.dtype)
-        np.add.at(values, inverse.reshape(-1), d2)
+        inverse = inverse.reshape(1, -1)
+        from . import kernels
+
+        if kernels.available() and d2.dtype in (np.float32, np.float64):
+            # the same sums in the same order as np.add.at, which cost ~2 ms a word-level
+            # step (1,120 rows of 128) against ~0.1 ms compiled
+            kernels.scatter_rows(values, inverse, np.ascontiguousarray(d2)[None])
+        else:
+            np.add.at(values, inverse[0], d2)
         return cls(rows, values, (int(num_rows), E))
 
     @property

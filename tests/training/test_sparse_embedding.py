@@ -28,6 +28,21 @@ def test_from_ids_sums_repeated_rows_and_densifies():
     np.testing.assert_allclose(np.asarray(g), dense * 0.5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_from_ids_equals_add_at_bit_for_bit(dtype):
+    """A word-level batch's shape (T, N) ids with many repeats: the compiled scatter sums
+    each row's gradients in the order np.add.at does."""
+    rng = np.random.default_rng(7)
+    ids = rng.zipf(1.3, (35, 32)) % 500
+    dx = rng.standard_normal((35, 32, 16)).astype(dtype)
+    g = RowSparse.from_ids(ids, dx, 500)
+    dense = np.zeros((500, 16), dtype=dtype)
+    np.add.at(dense, ids.reshape(-1), dx.reshape(-1, 16))
+    assert g.values.dtype == dtype
+    np.testing.assert_array_equal(g.rows, np.unique(ids))
+    np.testing.assert_array_equal(np.asarray(g), dense)
+
+
 def test_sgd_row_update_is_exactly_the_dense_update():
     rng = np.random.default_rng(1)
     p1 = rng.standard_normal((V, E))

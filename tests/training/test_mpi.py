@@ -141,7 +141,10 @@ def test_seq2seq_cli_under_mpi(tmp_path):
     r2 = run(rnnkit("seq2seq", "train", *args, "--out", tmp_path / "two"), 2)
     assert r1.returncode == 0 and r2.returncode == 0, r2.stderr[-2000:]
     assert r2.stdout.count("saved ") == 1 and r2.stderr == ""
-    _assert_same_state(tmp_path / "one", tmp_path / "two", tol=1e-5)
+    # float32 sums in another order, through 9 Adam steps at lr 0.02: a coordinate whose
+    # gradient is ~0 can move by up to lr a step on rounding alone, so the bound is 0.5% of
+    # one step (1.2e-5 seen on an AMD CPU; a wrong average of the ranks' gradients is ~lr)
+    _assert_same_state(tmp_path / "one", tmp_path / "two", tol=1e-4)
 
 
 def _long_run(corpus, out, tag):

@@ -42,6 +42,8 @@ def _encode_lines(vocab: Vocab, tokenizer, text: str):
 # padded) by a length rounded up to a multiple of this — so a sentence's numbers depend on
 # nothing but the sentence and ``batch_size``: BLAS and the fused kernels round differently
 # for other shapes, and a line must score the same alone, in a file, or on another MPI rank.
+# (Within that shape a line's row still moves; OpenBLAS on some CPUs, an AVX2 AMD one,
+# rounds a row by its place in the product, so there the numbers agree to float32 rounding.)
 LENGTH_STEP = 16
 
 
@@ -51,8 +53,9 @@ def score_sentences(model, vocab: Vocab, tokenizer, sentences, batch_size: int =
     Returns one dict per sentence: ``text``, ``tokens`` (list, ending with ``<eos>``),
     ``token_logprobs`` (nats, one per token), ``logprob`` (nats), ``log10``, ``perplexity``,
     ``predictions``, ``unknown`` (count of out-of-vocabulary tokens).  The numbers of a
-    sentence are the same, to the last bit, whatever other sentences are scored with it
-    (for one ``batch_size``).
+    sentence are the same whatever other sentences are scored with it (for one
+    ``batch_size``): to the last bit where the BLAS rounds a row alike wherever it sits,
+    else to float32 rounding.
     """
     if isinstance(sentences, (str, bytes)):
         raise TypeError("sentences must be a list of str (one sentence each), got a single "

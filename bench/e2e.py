@@ -177,7 +177,9 @@ def main(argv=None):
 
     from rnnkit.kernels import blas
 
-    info = {"cores": blas.cores(), "load_at_start": load(), "corpus": corpus,
+    from cpuinfo import cpu
+
+    info = {"cpu": cpu(), "cores": blas.cores(), "load_at_start": load(), "corpus": corpus,
             "threads_option": a.threads or "defaults",
             "rnnkit_thread_plan_at_start": {c: blas.describe(a.batch, a.hidden, g)
                                             for c, g in (("lstm", 4), ("gru", 3))},

@@ -103,8 +103,11 @@ def main(argv=None) -> int:
         rows.append({"mode": mode, **how, "rnnkit_ms": ours, "torch_ms": theirs,
                      "ratio_per_pair": ratios, "ratio_median": statistics.median(ratios)})
         print(json.dumps(rows[-1]), flush=True)
-    info = {"threads": a.threads or "defaults", "tokens": a.tokens, "inner": a.inner,
-            "repeats": a.repeats, "load_at_end": os.getloadavg()[0]}
+    sys.path.insert(0, str(HERE))
+    from cpuinfo import cpu
+
+    info = {"cpu": cpu(), "threads": a.threads or "defaults", "tokens": a.tokens,
+            "inner": a.inner, "repeats": a.repeats, "load_at_end": os.getloadavg()[0]}
     (HERE / f"{a.name}.json").write_text(json.dumps({"info": info, "cases": rows}, indent=1))
     print("| cell | rnnkit ms/token | PyTorch ms/token | ratio (median of pairs) | pairs |")
     print("|---|---|---|---|---|")

@@ -106,6 +106,7 @@ def main(argv=None):
         ap.error(f"unknown variants {sorted(unknown)}; choose from {names}")
     load = os.getloadavg()
     sys.path.insert(0, str(HERE))
+    from cpuinfo import cpu
     from lmstep import train_flops
 
     rates = [matmul_rate()]
@@ -144,7 +145,7 @@ def main(argv=None):
                   f"{100 * r['torch_share']:.0f}%", flush=True)
     out = {"command": " ".join(["bench/proc_sweep.py", *(argv or sys.argv[1:])]),
            "matmul_gflops": rates,
-           "machine": {"loadavg_at_start": load, "threads": "defaults",
+           "machine": {"cpu": cpu(), "loadavg_at_start": load, "threads": "defaults",
                        "timing": "wall seconds per step, a fresh process per measurement",
                        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
            "results": results, "loadavg_at_end": os.getloadavg()}

@@ -88,15 +88,9 @@ def machine_info():
 
     from rnnkit.kernels import blas
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from cpuinfo import cpu as cpu_info
+
+    cpu = cpu_info()
     try:
         load = os.getloadavg()
     except OSError:

@@ -64,7 +64,7 @@ class FusedCell:
         k = b_ih.shape[0] if self.bias_blocks_in_loop is None else self.bias_blocks_in_loop * H
         b = np.zeros_like(b_ih) if b_hh is None else b_hh.copy()
         b[:k] += b_ih[:k]
-        return b, (b_ih[k:].copy() if k < b_ih.shape[0] else None)
+        return b, (b_ih[k:] if k < b_ih.shape[0] else None)
 
     # The matrices of the step products, packed for the compiled loop (kernels.packed):
     # (packed field, field) of FusedWork, forward and backward.

@@ -42,6 +42,7 @@ from numba.extending import intrinsic
 
 from ._math import JIT
 
+
 def target_features() -> frozenset:
     """The CPU features Numba compiles for: ``NUMBA_CPU_FEATURES`` when set, else the
     host's (as Numba's JIT target does; ``NUMBA_CPU_NAME`` alone does not change them)."""
@@ -81,7 +82,8 @@ FUSED = _fused(FEATURES)
 
 
 def panel_width(dtype) -> int:
-    """Columns per packed panel for ``dtype`` (32 float32, 16 float64)."""
+    """Columns per packed panel for ``dtype`` (float32: 32 with AVX-512, 24 with AVX2;
+    float64 half as many)."""
     return VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
@@ -110,9 +112,9 @@ def _tile(R, vectors=None, vector_bytes=None, fused=None):
     the K x W panel at ``b`` (rows ``ldb`` bytes apart).  ``A`` only gives the dtype (float32
     or float64): addresses, not arrays, so one compiled tile serves every operand layout.
     W is ``vectors`` vectors of ``vector_bytes`` (the host's shape by default)."""
-    vectors = VECTORS if vectors is None else vectors
-    vector_bytes = VECTOR_BYTES if vector_bytes is None else vector_bytes
-    fused = FUSED if fused is None else fused
+    shape = (R, VECTORS if vectors is None else vectors,
+             VECTOR_BYTES if vector_bytes is None else vector_bytes,
+             FUSED if fused is None else fused)
 
     @intrinsic
     def tile(typingctx, A, a, lda, b, ldb, K, c, ldc):
@@ -123,68 +125,74 @@ def _tile(R, vectors=None, vector_bytes=None, fused=None):
         is32 = A.dtype == types.float32
 
         def codegen(context, builder, sig, args):
-            fty = ir.FloatType() if is32 else ir.DoubleType()
-            size = 4 if is32 else 8
-            lanes = vector_bytes // size
-            vty = ir.VectorType(fty, lanes)
-            i64 = ir.IntType(64)
-            i8p = ir.IntType(8).as_pointer()
-            _, a, lda, b, ldb, K, c, ldc = args
-            a8, b8, c8 = (builder.inttoptr(v, i8p) for v in (a, b, c))
-            rows = [builder.gep(a8, [builder.mul(i64(r), lda)]) for r in range(R)]
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                f"llvm.{'fma' if fused else 'fmuladd'}.v{lanes}f{8 * size}")
-            zero = ir.Constant(vty, [0.0] * lanes)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            undef = ir.Constant(vty, ir.Undefined)
-
-            entry = builder.basic_block
-            loop = builder.append_basic_block("tile.loop")
-            done = builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed("<=", K, i64(0)), done, loop)
-
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            acc = [[builder.phi(vty) for _ in range(vectors)] for _ in range(R)]
-            bk = builder.gep(b8, [builder.mul(k, ldb)])
-            bv = [builder.load(builder.bitcast(builder.gep(bk, [i64(vector_bytes * v)]),
-                                               vty.as_pointer()), align=size)
-                  for v in range(vectors)]
-            new = []
-            for r in range(R):
-                ak = builder.load(builder.bitcast(
-                    builder.gep(rows[r], [builder.mul(k, i64(size))]), fty.as_pointer()),
-                    align=size)
-                av = builder.shuffle_vector(builder.insert_element(undef, ak, i64(0)), undef,
-                                            splat_mask)
-                new.append([builder.call(fma, [av, bv[v], acc[r][v]]) for v in range(vectors)])
-            k1 = builder.add(k, i64(1))
-            k.add_incoming(i64(0), entry)
-            k.add_incoming(k1, loop)
-            for r in range(R):
-                for v in range(vectors):
-                    acc[r][v].add_incoming(zero, entry)
-                    acc[r][v].add_incoming(new[r][v], loop)
-            builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
-
-            builder.position_at_end(done)
-            final = [[builder.phi(vty) for _ in range(vectors)] for _ in range(R)]
-            for r in range(R):
-                for v in range(vectors):
-                    final[r][v].add_incoming(zero, entry)
-                    final[r][v].add_incoming(new[r][v], loop)
-            for r in range(R):
-                row = builder.gep(c8, [builder.mul(i64(r), ldc)])
-                for v in range(vectors):
-                    ptr = builder.gep(row, [i64(vector_bytes * v)])
-                    builder.store(final[r][v], builder.bitcast(ptr, vty.as_pointer()),
-                                  align=size)
+            _emit_tile(builder, args[1:], shape, is32)
             return context.get_dummy_value()
 
         return sig, codegen
 
     return tile
+
+
+def _emit_tile(builder, args, shape, is32):
+    """The tile's IR: a loop over k keeping R x vectors accumulators in registers (phi
+    nodes), then the block stored at ``c``."""
+    R, vectors, vector_bytes, fused = shape
+    size = 4 if is32 else 8
+    lanes = vector_bytes // size
+    fty = ir.FloatType() if is32 else ir.DoubleType()
+    vty = ir.VectorType(fty, lanes)
+    i64 = ir.IntType(64)
+    i8p = ir.IntType(8).as_pointer()
+    a, lda, b, ldb, K, c, ldc = args
+    a8, b8, c8 = (builder.inttoptr(v, i8p) for v in (a, b, c))
+    rows = [builder.gep(a8, [builder.mul(i64(r), lda)]) for r in range(R)]
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        f"llvm.{'fma' if fused else 'fmuladd'}.v{lanes}f{8 * size}")
+    zero = ir.Constant(vty, [0.0] * lanes)
+    splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    undef = ir.Constant(vty, ir.Undefined)
+
+    entry = builder.basic_block
+    loop = builder.append_basic_block("tile.loop")
+    done = builder.append_basic_block("tile.done")
+    builder.cbranch(builder.icmp_signed("<=", K, i64(0)), done, loop)
+
+    # one k: two (or three) vectors of B's row k, each row's A[r, k] broadcast, R x vectors fmas
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    acc = [[builder.phi(vty) for _ in range(vectors)] for _ in range(R)]
+    bk = builder.gep(b8, [builder.mul(k, ldb)])
+    bv = [builder.load(builder.bitcast(builder.gep(bk, [i64(vector_bytes * v)]),
+                                       vty.as_pointer()), align=size)
+          for v in range(vectors)]
+    new = []
+    for r in range(R):
+        ak = builder.load(builder.bitcast(builder.gep(rows[r], [builder.mul(k, i64(size))]),
+                                          fty.as_pointer()), align=size)
+        av = builder.shuffle_vector(builder.insert_element(undef, ak, i64(0)), undef,
+                                    splat_mask)
+        new.append([builder.call(fma, [av, bv[v], acc[r][v]]) for v in range(vectors)])
+    k1 = builder.add(k, i64(1))
+    k.add_incoming(i64(0), entry)
+    k.add_incoming(k1, loop)
+    for r in range(R):
+        for v in range(vectors):
+            acc[r][v].add_incoming(zero, entry)
+            acc[r][v].add_incoming(new[r][v], loop)
+    builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
+
+    builder.position_at_end(done)  # its phi nodes first (zeros when K is 0), then the stores
+    final = [[builder.phi(vty) for _ in range(vectors)] for _ in range(R)]
+    for r in range(R):
+        for v in range(vectors):
+            final[r][v].add_incoming(zero, entry)
+            final[r][v].add_incoming(new[r][v], loop)
+    for r in range(R):
+        row = builder.gep(c8, [builder.mul(i64(r), ldc)])
+        for v in range(vectors):
+            ptr = builder.gep(row, [i64(vector_bytes * v)])
+            builder.store(final[r][v], builder.bitcast(ptr, vty.as_pointer()), align=size)
 
 
 _tile_host = _tile(ROWS)

@@ -216,30 +216,6 @@ def _show(token: str) -> str:
 # compiled generation step costs ~0.45 s of a warm start, more than the NumPy step takes for
 # a few thousand tokens at batch 1 (bench/RESULTS.md, "warm rnnkit sample").
 SHORT_JOB_TOKENS = 2000
-# Each token's step may be split over the cores (LanguageModel.stepper(threads="auto")): at
-# 2 x 256 it saves ~25-70 us a token and costs nothing measurable on a warm start (3,000
-# tokens: 1.34 against 1.43 s GRU, 1.67 against 1.88 s LSTM, medians of 3; bench/RESULTS.md
-# session 9), but its kernel compiles once for ~6 s.  So every compiled-path job asks for it
-# when that kernel is in Numba's cache already (python -m rnnkit.precompile puts it there),
-# and otherwise only from this many tokens, where the compile pays for itself.
-LONG_JOB_TOKENS = 20000
-
-
-def _sample_threads(tokens: int):
-    """The ``threads`` a ``sample`` job of ``tokens`` tokens asks the stepper for."""
-    if tokens >= LONG_JOB_TOKENS:
-        return "auto"
-    if tokens <= SHORT_JOB_TOKENS:
-        return 1  # the NumPy path: nothing to split
-    from . import kernels
-
-    if not kernels.available():
-        return 1
-    from .kernels import lmstep, warm
-
-    return "auto" if warm.cached(lmstep.lm_token_split) else 1
-
-
 def _short_job_backend(model, tokens: int) -> None:
     """The NumPy backend for a generation job of at most SHORT_JOB_TOKENS tokens: the same
     results to rounding, without the JIT's fixed cost."""
@@ -273,8 +249,7 @@ def cmd_sample(args) -> int:
         return 0
     texts = generate.sample(b.model, b.vocab, b.tokenizer, args.prime, args.length,
                             args.temperature, args.top_k, args.top_p, args.num, args.seed,
-                            stop_at_eos=not args.no_stop,
-                            threads=_sample_threads(args.length * args.num))
+                            stop_at_eos=not args.no_stop)
     if args.json:
         print(_json({"samples": texts}))
     else:

@@ -129,15 +129,36 @@ def sample(step, logp, state, rng: np.random.Generator, eos: int, max_len: int, 
     Every step draws one uniform number per row (rows already ended included), so the
     same ``rng`` state gives the same samples whatever the rows do.  Without
     ``stop_at_eos`` a row goes on past ``<eos>`` (its tokens then include them).
+
+    A ``step`` may carry ``step.compiled``: an object with ``max_rows`` and a ``sample``
+    method that runs this same loop in compiled code (:class:`rnnkit.models.lean_step.
+    LeanStep`).  It is given the uniforms this loop would draw, ``rng.random(N)`` a step, and
+    ``rng`` is left where this loop would leave it: the same samples either way.
     """
     N = logp.shape[0]
-    out = np.zeros((N, int(max_len)), dtype=np.int64)
-    ends = np.full(N, int(max_len))
-    total = np.zeros(N)
-    done = np.zeros(N, dtype=bool)
-    rows = np.arange(N)
+    max_len = int(max_len)
+    records = (np.zeros((N, max_len), dtype=np.int64), np.full(N, max_len),
+               np.zeros(N), np.zeros(N, dtype=bool))
+    compiled = getattr(step, "compiled", None)
+    if compiled is not None and 0 < N <= compiled.max_rows:
+        _sample_compiled(compiled, logp, state, rng, eos, max_len, temperature, top_k, top_p,
+                         stop_at_eos, records)
+    else:
+        _sample_steps(step, logp, state, rng, eos, max_len, temperature, top_k, top_p,
+                      stop_at_eos, records)
+    out, ends, total, done = records
+    return [Hypothesis(out[n, : ends[n]].tolist(), float(total[n]), bool(done[n]))
+            for n in range(N)]
+
+
+def _sample_steps(step, logp, state, rng, eos, max_len, temperature, top_k, top_p,
+                  stop_at_eos, records):
+    """:func:`sample`'s loop, a step function call per token; fills ``records`` (out (N,
+    max_len), ends, total, done (N,))."""
+    out, ends, total, done = records
+    rows = np.arange(logp.shape[0])
     ended = False  # whether any row has ended: until then no mask is needed
-    for t in range(int(max_len)):
+    for t in range(max_len):
         nxt = draw(filter_logits(logp, temperature, top_k, top_p), rng)
         out[:, t] = nxt
         got = logp[rows, nxt]
@@ -153,8 +174,32 @@ def sample(step, logp, state, rng: np.random.Generator, eos: int, max_len: int, 
                     break
         if t + 1 < max_len:
             logp, state = step(nxt, state)
-    return [Hypothesis(out[n, : ends[n]].tolist(), float(total[n]), bool(done[n]))
-            for n in range(N)]
+
+
+# Uniform numbers drawn ahead for the compiled loop: at most this many steps at a time.
+SAMPLE_CHUNK = 4096
+
+
+def _sample_compiled(compiled, logp, state, rng, eos, max_len, temperature, top_k, top_p,
+                     stop_at_eos, records):
+    """:func:`sample`'s loop in ``compiled.sample``, fed the uniforms :func:`_sample_steps`
+    would draw (``rng.random((K, N))`` is K calls of ``rng.random(N)``); when every row ends
+    early, ``rng`` is put back and advanced by exactly the uniforms used."""
+    N = logp.shape[0]
+    t = 0
+    while t < max_len:
+        K = min(max_len - t, SAMPLE_CHUNK)
+        saved = rng.bit_generator.state
+        u = rng.random((K, N))
+        used, logp, state = compiled.sample(logp, state, u, t, max_len, eos, stop_at_eos,
+                                            temperature, top_k, top_p, records)
+        if used < K:  # every row ended at <eos>
+            rng.bit_generator.state = saved
+            rng.random((used, N))
+            return
+        if stop_at_eos and records[3].all():  # ... at the chunk's last draw
+            return
+        t += K
 
 
 # ---- beam search ----------------------------------------------------------------------

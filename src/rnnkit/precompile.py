@@ -9,10 +9,9 @@ the user's first run starts at once.
 
 It runs the real commands, in this process, on a small piece of the built-in corpus and
 with the default sizes: ``rnnkit train`` (2 steps with a validation pass), ``eval``,
-``score``, ``sample`` (sampling and beam search) for each cell asked for, and once the
-generation step split over two threads that a long ``rnnkit sample`` uses
-(:func:`rnnkit.kernels.lmstep.lm_token_split`), so what lands in the cache is exactly what
-those commands load (same functions, same argument types).  The
+``score``, ``sample`` (beam search, and a job long enough for the compiled sampling loop,
+:func:`rnnkit.kernels.lmstep.lm_sample`) for each cell asked for, so what lands in the cache
+is exactly what those commands load (same functions, same argument types).  The
 built-in corpus is built once and kept too (:func:`rnnkit.data.corpus.corpus_cache_dir`).
 
     python -m rnnkit.precompile                    # the LSTM, the default cell
@@ -26,28 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 CELLS = ("lstm", "gru", "rnn")
-
-
-@contextlib.contextmanager
-def _env(**values):
-    """Environment variables set for the duration of the block, then restored."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run(argv: list[str]) -> None:
@@ -91,7 +74,6 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
         d = Path(tmp)
         (d / "train.txt").write_text(train, encoding="utf-8")
         (d / "val.txt").write_text(val, encoding="utf-8")
-        split_done = False
         for name in cells:
             t = time.perf_counter()
             model = str(d / name)
@@ -100,14 +82,9 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
             _run(["eval", model, str(d / "val.txt")])
             _run(["score", model, lines[0]])
             _run(["sample", model, "--beam", "2", "--length", "20"])
-            # Longer than a short job (cli_lm.SHORT_JOB_TOKENS runs NumPy): the compiled step.
-            long = ["sample", model, "--length", str(SHORT_JOB_TOKENS + 1), "--no-stop",
-                    "--seed", "0"]
-            _run(long)
-            if not split_done:  # the two-thread step: one kernel for every cell
-                with _env(RNNKIT_STEP_THREADS="2"):
-                    _run(long)
-                split_done = True
+            # Longer than a short job (cli_lm.SHORT_JOB_TOKENS runs NumPy): the compiled loop.
+            _run(["sample", model, "--length", str(SHORT_JOB_TOKENS + 1), "--no-stop",
+                  "--seed", "0"])
             took[name] = time.perf_counter() - t
             if log:
                 log(f"{name}: compiled (or found cached) in {took[name]:.1f} s")

@@ -46,7 +46,7 @@ def test_precompile_leaves_nothing_for_the_first_run(tmp_path):
     r = _cli("sample", str(out), "--length", "30", "--seed", "1", env=env)  # the NumPy path
     assert r.returncode == 0, r.stderr
     assert len(r.stdout) > 0
-    # a job long enough for the compiled step, which then runs split (its kernel is cached)
+    # a job long enough for the compiled sampling loop
     from rnnkit.cli_lm import SHORT_JOB_TOKENS
 
     r = _cli("sample", str(out), "--length", str(SHORT_JOB_TOKENS + 1), "--no-stop", env=env)

@@ -19,12 +19,12 @@ import os
 import numpy as np
 import pytest
 
-import rnnkit.models.language_model as lm_mod
 import rnnkit.optim as optim
 from rnnkit import kernels
 from rnnkit.layers.basic import log_softmax, softmax_cross_entropy
 from rnnkit.layers.recurrent import RecurrentLayer
 from rnnkit.models.language_model import LanguageModel, LMConfig
+from rnnkit.models.lean_step import LeanStep
 from _compare import assert_close_tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba not installed")
@@ -195,14 +195,14 @@ def test_lean_stepper_equals_sequence_forward(cell, extra, dtype, layers, monkey
     lp_seq, st_seq = m.log_probs(ids)
     tol = TOL[np.dtype(dtype).type] if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     for max_n in (8, 0):  # the one-call kernel, then the general per-layer path
-        monkeypatch.setattr(lm_mod, "LEAN_STEP_MAX_N", max_n)
+        monkeypatch.setattr(LeanStep, "max_rows", max_n)
         step = m.stepper()
         st = None
         for t in range(8):
             lp, st = step(ids[:, t], st)
             _close(lp_seq[:, t], lp, tol, f"t={t}")
         _close(st_seq, st, tol, "state")
-    monkeypatch.setattr(lm_mod, "LEAN_STEP_MAX_N", 8)
+    monkeypatch.setattr(LeanStep, "max_rows", 8)
     step = m.stepper()
     with pytest.raises(ValueError):
         step(np.array([31]))
@@ -224,15 +224,11 @@ def test_lean_step_weight_order_changes_nothing(cell, layers, H):
                    dtype="float32")
     m = LanguageModel(cfg, seed=3)
     step = m.stepper()
-    lean = dict(zip(step.__code__.co_freevars, (c.cell_contents for c in step.__closure__)))
-    lean = lean["lean"]
-    k = dict(zip(lean.__code__.co_freevars, (c.cell_contents for c in lean.__closure__)))
     rng = np.random.default_rng(4)
     h = rng.standard_normal((layers, 3, H)).astype(np.float32)
     c = rng.standard_normal((layers, 3, H)).astype(np.float32)
     tok = np.array([0, 30, 17], dtype=np.int64)
-    args = (k["code"], tok, k["table"], k["wih"], k["bih"], k["whh"], k["bhh"], k["wout"],
-            k["bout"], h, c)
+    args = _lean_args(m, tok, h, c)
     a, b = lm_token(*args, False), lm_token(*args, True)
     assert not a[0] and not b[0]
     same = dict(rtol=1e-6, atol=1e-6)
@@ -249,13 +245,9 @@ def test_lean_step_weight_order_changes_nothing(cell, layers, H):
 
 
 def _lean_args(m, tok, h, c):
-    """The arguments the stepper's one-call kernel gets (from its closure)."""
-    step = m.stepper()
-    lean = dict(zip(step.__code__.co_freevars, (x.cell_contents for x in step.__closure__)))
-    lean = lean["lean"]
-    k = dict(zip(lean.__code__.co_freevars, (x.cell_contents for x in lean.__closure__)))
-    return (k["code"], tok, k["table"], k["wih"], k["bih"], k["whh"], k["bhh"], k["wout"],
-            k["bout"], h, c)
+    """The arguments the stepper's one-call kernel gets."""
+    lean = m.stepper().compiled
+    return (lean.code, tok, *lean.weights(), h, c)
 
 
 @pytest.mark.parametrize("cell,extra", [("lstm", {}), ("gru", {}), ("rnn", {}),

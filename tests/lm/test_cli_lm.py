@@ -143,21 +143,28 @@ def test_prime_through_steps_equals_the_sequence_forward(model_dir, monkeypatch)
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
-def test_sample_splits_the_step_when_its_kernel_is_cached_or_the_job_is_long(monkeypatch):
-    """`sample` asks for the two-thread step ("auto") on every compiled-path job once its
-    kernel is in Numba's cache, and without it only from LONG_JOB_TOKENS tokens (where the
-    ~6 s compile pays); a short job runs NumPy on one thread."""
-    from rnnkit import cli_lm, kernels
-    from rnnkit.kernels import warm
+def test_long_sample_runs_its_loop_in_one_compiled_call(model_dir, monkeypatch, capsys):
+    """A compiled-path `sample` job (more than SHORT_JOB_TOKENS tokens, at most
+    LeanStep.max_rows samples) hands the whole sampling loop to the compiled kernel — one
+    call per SAMPLE_CHUNK tokens, not one per token — and prints what the step-by-step loop
+    draws from the same seed."""
+    from rnnkit import cli, cli_lm, decode, kernels
+    from rnnkit.models.lean_step import LeanStep
 
     if not kernels.available():
-        pytest.skip("Numba is not installed: there is no compiled step to split")
-    short, mid, long = (cli_lm.SHORT_JOB_TOKENS, cli_lm.SHORT_JOB_TOKENS + 1,
-                        cli_lm.LONG_JOB_TOKENS)
-    asked = []
-    monkeypatch.setattr(warm, "cached", lambda f: asked.append(f.__name__) or True)
-    assert [cli_lm._sample_threads(n) for n in (short, mid, long)] == [1, "auto", "auto"]
-    assert asked == ["lm_token_split"]
-    monkeypatch.setattr(warm, "cached", lambda f: False)
-    assert [cli_lm._sample_threads(n) for n in (short, mid, long - 1, long)] == \
-        [1, 1, 1, "auto"]
+        pytest.skip("Numba is not installed: there is no compiled loop")
+    _, out = model_dir
+    calls = []
+    real = LeanStep.sample
+    monkeypatch.setattr(LeanStep, "sample",
+                        lambda self, *a, **k: calls.append(a[3]) or real(self, *a, **k))
+    monkeypatch.setattr(decode, "SAMPLE_CHUNK", 1500)
+    argv = ["sample", str(out), "--length", str(cli_lm.SHORT_JOB_TOKENS + 1), "--num", "2",
+            "--no-stop", "--seed", "4"]
+    assert cli.main(argv) == 0
+    compiled = capsys.readouterr().out
+    assert calls == [0, 1500]  # the chunks' first tokens
+    monkeypatch.setattr(LeanStep, "max_rows", 0)  # the per-token step through BLAS
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == compiled
+    assert len(calls) == 2

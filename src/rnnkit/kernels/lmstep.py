@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from ._math import JIT, sigmoid, tanh
 from .loss import log_softmax_rows
+from .sample import draw_row
 
 
 @njit(**JIT)
@@ -140,35 +141,12 @@ def _outputs(tok, table, h, c):
 
 
 @njit(**JIT)
-def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
-    """tok (N,) int64; h, c (L, N, H) (c unused unless LSTM); ``flip`` (bool) the order of
-    the weight reads, alternated by the caller from one token to the next.
-
-    Returns (bad, h_new, c_new, logp (N, V)); bad is True (and nothing valid returned) when a
-    token id lies outside [0, V).
-
-    Order of the weight reads: a token reads every weight once, more than one core's L2 holds
-    at 2 x 256 (GRU 2.4 MB, LSTM 3.2 MB), so reading them in the same order every token
-    finds none of them left in cache (each read evicts what the next token needs first).
-    Every other row pass runs backwards: the last layer's recurrent product first (it needs
-    only the previous state), then the layers in order, each matrix's rows descending — so it
-    starts with what the pass before read last.  GRU 2 x 256 at batch 1: 75-94 -> 60-80 us a
-    token for the three products (bench/RESULTS.md).  Each output is the same dot product in
-    either order: the results do not depend on ``flip`` beyond float rounding (LLVM may
-    vectorise the inlined copies of a call site apart: a last-bit difference seen on an AVX2
-    CPU).
-    """
+def _token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, h_new, c_new, lp, flip,
+           xp, gh, gtop, z):
+    """One token of every row: h, c (L, N, H) -> h_new, c_new, lp (N, V); xp, gh, gtop (G*H)
+    and z (V) scratch.  Token ids must lie in [0, V) (checked by the callers)."""
     L, N, H = h.shape
-    V = table.shape[0]
     GH = table.shape[1]
-    dt = table.dtype
-    bad, h_new, c_new, lp = _outputs(tok, table, h, c)
-    if bad:
-        return True, h_new, c_new, lp
-    xp = np.empty(GH, dtype=dt)
-    gh = np.empty(GH, dtype=dt)
-    gtop = np.empty(GH, dtype=dt)  # the last layer's recurrent product, read first in a flip
-    z = np.empty(V, dtype=dt)
     for n in range(N):
         rev = flip ^ (n % 2 == 1)
         if rev:
@@ -193,7 +171,84 @@ def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
             _cell_units(cell, xp, gh, bhh[l], hp, c[l, n], hn, c_new[l, n], H, 0, H)
         _matvec(wout, h_new[L - 1, n], z, rev)
         _log_softmax_row(z, bout, lp[n])
+
+
+@njit(**JIT)
+def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
+    """tok (N,) int64; h, c (L, N, H) (c unused unless LSTM); ``flip`` (bool) the order of
+    the weight reads, alternated by the caller from one token to the next.
+
+    Returns (bad, h_new, c_new, logp (N, V)); bad is True (and nothing valid returned) when a
+    token id lies outside [0, V).
+
+    Order of the weight reads: a token reads every weight once, more than one core's L2 holds
+    at 2 x 256 (GRU 2.4 MB, LSTM 3.2 MB), so reading them in the same order every token
+    finds none of them left in cache (each read evicts what the next token needs first).
+    Every other row pass runs backwards: the last layer's recurrent product first (it needs
+    only the previous state), then the layers in order, each matrix's rows descending — so it
+    starts with what the pass before read last.  GRU 2 x 256 at batch 1: 75-94 -> 60-80 us a
+    token for the three products (bench/RESULTS.md).  Each output is the same dot product in
+    either order: the results do not depend on ``flip`` beyond float rounding (LLVM may
+    vectorise the inlined copies of a call site apart: a last-bit difference seen on an AVX2
+    CPU).
+    """
+    bad, h_new, c_new, lp = _outputs(tok, table, h, c)
+    if bad:
+        return True, h_new, c_new, lp
+    GH, V, dt = table.shape[1], table.shape[0], table.dtype
+    _token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, h_new, c_new, lp, flip,
+           np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), np.empty(GH, dtype=dt),
+           np.empty(V, dtype=dt))
     return False, h_new, c_new, lp
+
+
+@njit(**dict(JIT, fastmath=False))
+def lm_sample(cell, table, wih, bih, whh, bhh, wout, bout, h, c, lp, u, t0, max_len, eos,
+              stop, temperature, top_k, top_p, flip, out, ends, total, done):
+    """The loop of :func:`rnnkit.decode.sample` for tokens t0, t0+1, ... in one call: for
+    each token one draw per row (:func:`rnnkit.kernels.sample.draw_row` with the uniforms
+    ``u`` (K, N) of the ``rng.random(N)`` calls that loop makes), the bookkeeping, then
+    :func:`lm_token`'s step on the drawn tokens unless it was the last (t + 1 == max_len).
+
+    lp (N, V) the log-probabilities of token t0; h, c (L, N, H) the state after them (not
+    written: the loop works on its own buffers).  out (N, max_len), ends, total, done (N,)
+    the sampler's records, updated in place.  ``stop``: rows end at ``eos``, and the loop
+    ends once every row has.  Returns (draws made, h, c, lp after them, flip): fewer than K
+    draws only when every row ended."""
+    L, N, H = h.shape
+    V, GH = table.shape[0], table.shape[1]
+    dt = table.dtype
+    K = u.shape[0]
+    h, c, lp = h.copy(), c.copy(), lp.copy()
+    h2, c2, lp2 = np.empty_like(h), np.empty_like(c), np.empty_like(lp)
+    xp, gh, gtop = np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), np.empty(GH, dtype=dt)
+    z = np.empty(V, dtype=dt)
+    p, cum = np.empty(V), np.empty(V)
+    tok = np.empty(N, dtype=np.int64)
+    for i in range(K):
+        t = t0 + i
+        ended = stop
+        for n in range(N):
+            v = draw_row(lp[n], u[i, n], temperature, top_k, top_p, p, cum)
+            tok[n] = v
+            out[n, t] = v
+            if not done[n]:
+                total[n] += np.float64(lp[n, v])
+                if stop and v == eos:
+                    ends[n] = t
+                    done[n] = True
+            ended = ended and done[n]
+        if ended:
+            return i + 1, h, c, lp, flip
+        if t + 1 < max_len:
+            flip = not flip
+            _token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, h2, c2, lp2, flip,
+                   xp, gh, gtop, z)
+            h, h2 = h2, h
+            lp, lp2 = lp2, lp
+            if cell == 3:
+                c, c2 = c2, c
+    return K, h, c, lp, flip
 
 
 def block_edges(n: int, blocks: int, align: int = 4) -> np.ndarray:

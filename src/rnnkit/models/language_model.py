@@ -29,12 +29,10 @@ from ..layers.heads import AdaptiveHead, FullSoftmax, TiedSoftmax
 from .. import _checks
 from ..sparse_grad import RowSparse
 from .base import Config, Model, recurrent_shapes
+from .lean_step import LeanStep
 
 SOFTMAXES = ("full", "adaptive")
 
-# Up to this many rows a generation step runs the whole model in one compiled call
-# (matrix-vector products in Numba); wider steps (many samples, wide beams) use BLAS.
-LEAN_STEP_MAX_N = 8
 # Generation projects the embedding through layer 0 once (a V x G*H table) only up to this V.
 TABLE_MAX_V = 4096
 
@@ -389,9 +387,12 @@ class LanguageModel(Model):
         ``threads``: 1 runs each token on one thread; n > 1 splits it over n threads, and
         "auto" lets :func:`rnnkit.kernels.blas.generation_threads` choose from the weights'
         size, the cores and the load (``RNNKIT_STEP_THREADS`` overrides both).  The split
-        saves ~25-70 us a token at 2 x 256 (bench/RESULTS.md) but its kernel compiles once
-        for ~6 s (``python -m rnnkit.precompile`` does that ahead of time): worth it in
-        generation loops of thousands of tokens."""
+        saves ~5-20 us a token at 2 x 256 (bench/RESULTS.md) but its kernel compiles once
+        for ~6 s: worth it only in step-by-step loops of many thousands of tokens.
+
+        Where the one-call kernel applies, ``step.compiled`` is its :class:`LeanStep` (else
+        None): :func:`rnnkit.decode.sample` runs its whole loop there, on one thread, with
+        no Python between tokens."""
         if self.rnn.bidirectional:
             raise ValueError("a language model generates left to right: unidirectional only")
         if threads != "auto":
@@ -399,12 +400,11 @@ class LanguageModel(Model):
         V = self.config.vocab_size
         W = self.embed.params["weight"]
         tables = self.rnn.input_tables(W) if V <= TABLE_MAX_V else None
-        lean = self._lean_stepper(tables[0], threads) \
-            if self.full and tables is not None else None
+        lean = self._lean_step(tables[0], threads) if self.full and tables is not None else None
 
         def step(ids_t, state=None):
             ids_t = np.asarray(ids_t).reshape(-1)
-            if lean is not None and 0 < ids_t.size <= LEAN_STEP_MAX_N:
+            if lean is not None and 0 < ids_t.size <= lean.max_rows:
                 return lean(ids_t, state)
             if ids_t.size and (ids_t.min() < 0 or ids_t.max() >= V):
                 raise ValueError(f"token ids must lie in [0, {V})")
@@ -417,61 +417,16 @@ class LanguageModel(Model):
             logits, _ = self.out.forward(h)
             return log_softmax(logits), state
 
+        step.compiled = lean  # rnnkit.decode.sample runs its whole loop there where it can
         return step
 
-    def _lean_stepper(self, table, threads=1):
-        """The whole model for one token in one compiled call (:mod:`rnnkit.kernels.lmstep`),
-        or None where that kernel does not apply (NumPy backend, the notes' GRU form)."""
+    def _lean_step(self, table, threads=1):
+        """The whole model for one token in one compiled call (:class:`LeanStep`), or None
+        where that kernel does not apply (NumPy backend, the notes' GRU form)."""
         rnn = self.rnn
         if rnn.backend != "numba" or (rnn.mode == "gru" and not rnn.reset_after):
             return None
-        from ..kernels import blas
-        from ..kernels.lmstep import block_edges, lm_token, split_call
-
-        code = {"lstm": 3, "gru": 2}.get(rnn.mode, 1 if rnn.nonlinearity == "relu" else 0)
-        L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
-        GH = table.shape[1]
-        w = [rnn._weights(layer, 0) for layer in range(L)]
-        zeros = np.zeros(GH, dtype=dt)
-        wih = np.stack([w[i][0] for i in range(1, L)]) if L > 1 else np.zeros((1, GH, H), dt)
-        bih = np.stack([w[i][1] if w[i][1] is not None else zeros for i in range(1, L)]) \
-            if L > 1 else np.zeros((1, GH), dt)
-        whh = np.stack([w[i][2] for i in range(L)])
-        bhh = np.stack([w[i][3] if w[i][3] is not None else zeros for i in range(L)])
-        wout = np.ascontiguousarray(self.out.params["weight"])
-        bout = self.out.params.get("bias")
-        bout = np.zeros(wout.shape[0], dt) if bout is None else np.ascontiguousarray(bout)
-        table = np.ascontiguousarray(table)
-        lstm = rnn.mode == "lstm"
-        V = self.config.vocab_size
-        flip = [False]  # alternates the kernel's weight-read order from token to token
-        weight_bytes = wih.nbytes * (L > 1) + whh.nbytes + wout.nbytes
-        nthreads = blas.generation_threads(weight_bytes, threads)
-        units, vocab = block_edges(H, nthreads), block_edges(V, nthreads)
-
-        def lean(ids, state):
-            if ids.dtype.kind not in "iu":
-                raise ValueError(f"token ids must be integers, got dtype {ids.dtype.name}")
-            N = ids.shape[0]
-            if state is None:
-                h = np.zeros((L, N, H), dtype=dt)
-                c = np.zeros((L, N, H), dtype=dt) if lstm else h
-            else:
-                h, c = rnn._check_state(state, N)
-                h = np.ascontiguousarray(h)
-                c = np.ascontiguousarray(c) if lstm else h
-            ids = ids.astype(np.int64, copy=False)
-            got = split_call(nthreads, code, ids, table, wih, bih, whh, bhh, wout, bout, h, c,
-                             units, vocab) if nthreads > 1 else None
-            if got is None:  # one thread: the weight-read order alternates instead
-                flip[0] = not flip[0]
-                got = lm_token(code, ids, table, wih, bih, whh, bhh, wout, bout, h, c, flip[0])
-            bad, h, c, lp = got
-            if bad:
-                raise ValueError(f"token ids must lie in [0, {V})")
-            return lp, ((h, c) if lstm else h)
-
-        return lean
+        return LeanStep(self, table, threads)
 
     def step(self, ids_t, state=None):
         """One step: ids_t (N,) -> log-probabilities (N, V), new state (see :meth:`stepper`)."""

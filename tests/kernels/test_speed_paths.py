@@ -398,11 +398,11 @@ def test_generation_threads_rule(monkeypatch):
     assert blas.generation_threads(mb // 2, 1, load=9.0) == 3  # the variable wins
 
 
-@pytest.mark.parametrize("V", [1, 5, 16, 17, 100, 1003])
+@pytest.mark.parametrize("V", [1, 5, 7, 8, 9, 16, 17, 100, 1003])
 def test_float32_softmax_kernels_against_float64(V):
-    """The vectorised float32 forms (row max in lanes, polynomial exp) of xent, the picked
-    log-probability and log softmax, against the float64 reference of the same logits:
-    rows of every length around the 16 lanes, spreads up to e^-87 clamping."""
+    """The vectorised float32 forms (row max in eight registers, polynomial exp) of xent, the
+    picked log-probability and log softmax, against the float64 reference of the same
+    logits: rows of every length around the eight maxima, spreads up to e^-87 clamping."""
     from rnnkit.kernels.loss import log_softmax as k_log_softmax
     from rnnkit.kernels.loss import pick_log_softmax, xent
 
@@ -426,6 +426,43 @@ def test_float32_softmax_kernels_against_float64(V):
     np.testing.assert_allclose(out, lp_ref, rtol=1e-6, atol=1e-5)
     k_log_softmax(z, z)  # in place
     np.testing.assert_array_equal(z, out)
+
+
+def test_float32_row_max_is_exact():
+    """The eight-register row max is the row's max, wherever it sits (each of the eight
+    running maxima and the remainder), for every length up to 40 and a vocabulary's."""
+    from rnnkit.kernels.loss import _row_max32
+
+    rng = np.random.default_rng(21)
+    for V in list(range(1, 41)) + [9867]:
+        for where in range(min(V, 17)):
+            row = rng.standard_normal(V).astype(np.float32) - 5
+            row[(where * 7) % V] = 3.0
+            assert _row_max32(row) == np.float32(3.0) == row.max()
+        row = -np.abs(rng.standard_normal(V)).astype(np.float32) - 1  # all negative
+        assert _row_max32(row) == row.max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+def test_picked_log_softmax_with_bias_equals_adding_it_first(dtype, split, monkeypatch):
+    """The bias added inside the picking kernel, row by row: the same log-probabilities, bit
+    for bit, as adding it to the whole block first, and the block left holding z + bias."""
+    from rnnkit.kernels import loss as kloss
+
+    rng = np.random.default_rng(22)
+    z = (rng.standard_normal((205, 300)) * 3).astype(dtype)
+    b = rng.standard_normal(300).astype(dtype)
+    y = rng.integers(0, 300, 205).astype(np.int64)
+    if split:
+        monkeypatch.setattr(kloss, "SPLIT_MIN", 0)
+        monkeypatch.setenv("RNNKIT_STEP_THREADS", "2")
+    first = z + b
+    want = kloss.pick_log_softmax(first, y)
+    got_z = z.copy()
+    got = kloss.pick_log_softmax(got_z, y, b)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_z, first)
 
 
 def test_float32_exp_accuracy():

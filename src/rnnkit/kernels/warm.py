@@ -127,7 +127,8 @@ def _compile(cell: str, dtype: str) -> None:
     table.scatter_rows(z(3, G), np.zeros((T, N), dtype=np.int64), z(T, N, G))
     print("scatter", flush=True)
     if dt == np.float32:  # the first validation's log-probabilities of the targets
-        loss._pick32(z(3, 5), np.zeros(3, dtype=np.int64), np.zeros(3), *loss._scratch(5))
+        loss._pick32(z(3, 5), np.zeros(3, dtype=np.int64), np.zeros(3), True, z(1, 5)[0],
+                     *loss._scratch(5))
         print("pick", flush=True)
 
 

@@ -284,8 +284,8 @@ class AdaptiveSoftmax:
         M = x.shape[0]
         which, rows = self._clusters(t)
         head_target = np.where(which == 0, t, self.shortlist + which - 1)
-        z = self._head_logits(x)
-        out = _pick_log_softmax(z, head_target)
+        z = x @ self.params["head.weight"].T  # the bias is added inside the picking passes
+        out = _pick_log_softmax(z, head_target, self.params.get("head.bias"))
         for i, r in enumerate(rows):
             if r.size:
                 zt = (x[r] @ self.params[f"tail.{i}.proj"].T) @ self.params[f"tail.{i}.out"].T
@@ -337,14 +337,17 @@ def _xent_inplace(z, targets, scale) -> float:
     return total
 
 
-def _pick_log_softmax(z, targets):
-    """log softmax(z)[m, targets[m]] (M,) float64, without writing the (M, C)
-    log-probabilities: per block of rows, its max, then the sum of exponentials in float64."""
+def _pick_log_softmax(z, targets, bias=None):
+    """log softmax(z + bias)[m, targets[m]] (M,) float64, without writing the (M, C)
+    log-probabilities: per block of rows, its max, then the sum of exponentials in float64.
+    With a ``bias`` (C,) z is overwritten with z + bias."""
     t = np.ascontiguousarray(targets, dtype=np.int64)
     if _kernel_rows(z):
         from ..kernels.loss import pick_log_softmax
 
-        return pick_log_softmax(z, t)
+        return pick_log_softmax(z, t, bias)
+    if bias is not None:
+        z += bias
     out = np.empty(t.size, dtype=np.float64)
     for a in range(0, z.shape[0], _ROWS):
         zz = z[a : a + _ROWS]

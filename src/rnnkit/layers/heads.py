@@ -102,8 +102,10 @@ class _Softmax:
     def target_log_prob(self, h, y):
         y = _check_rows(h, y, self.vocab_size)
         out = np.empty(h.shape[0], dtype=np.float64)
+        W, b = self._weight(), self.params.get("bias")
         for s in _blocks(h.shape[0], self.vocab_size):
-            out[s] = _pick_log_softmax(self._logits(self._in(h[s])), y[s])
+            # the bias is added inside the picking passes, row by row while it is in cache
+            out[s] = _pick_log_softmax(self._in(h[s]) @ W.T, y[s], b)
         return out
 
     def log_prob(self, h):

@@ -108,7 +108,7 @@ def draw_row(logp, u, temperature, top_k, top_p, p, cum):
             z = z / temperature
         p[v] = math.exp(z)
     if 0 < top_k < V:
-        kth = np.sort(p)[V - top_k]
+        kth = np.partition(p, V - top_k)[V - top_k]  # the k-th largest
         for v in range(V):
             if not p[v] >= kth:
                 p[v] = 0.0

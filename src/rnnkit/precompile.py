@@ -3,9 +3,10 @@
 rnnkit's fast path is Numba code compiled on first use and kept in Numba's disk cache
 (``cache=True``, next to the installed sources unless ``NUMBA_CACHE_DIR`` says elsewhere).
 On an empty cache the first ``rnnkit train`` spends ~5 s compiling and the first run on the
-built-in corpus another ~3 s parsing the standard library.  The README's set-up commands
-run this module once after ``pip install``, so those seconds are spent while installing and
-the user's first run starts at once.
+built-in corpus another ~3 s parsing the standard library.  It also byte-compiles rnnkit's
+own modules (:func:`write_bytecode`), which an editable install leaves to each run.  The
+README's set-up commands run this module once after ``pip install``, so those seconds are
+spent while installing and the user's first run starts at once.
 
 It runs the real commands, in this process, on a small piece of the built-in corpus and
 with the default sizes: ``rnnkit train`` (2 steps with a validation pass), ``eval``,
@@ -44,6 +45,39 @@ def _run(argv: list[str]) -> None:
         raise RuntimeError(f"rnnkit {' '.join(argv[:1])} failed while precompiling: {last}")
 
 
+def write_bytecode(root=None) -> int:
+    """Byte-compile rnnkit's own modules (``__pycache__/*.pyc``), as ``pip install`` does for a
+    regular install but not for an editable one: otherwise every process compiles the
+    modules it imports from source again where bytecode is not written
+    (``PYTHONDONTWRITEBYTECODE``, a read-only checkout) — ~0.14 s of each command's start.
+    ``root``: the package directory (rnnkit's by default).  Returns how many were written;
+    a directory that cannot be written is skipped."""
+    import compileall
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    stale = [f for f in sorted(root.rglob("*.py")) if not bytecode_current(f)]
+    for f in stale:
+        compileall.compile_file(str(f), quiet=2, force=True)
+    return sum(bytecode_current(f) for f in stale)
+
+
+def bytecode_current(source: Path) -> bool:
+    """Whether ``source`` has a .pyc that Python's import would use: its header records the
+    source's modification time and size (the default, timestamp-checked form)."""
+    import importlib.util
+
+    try:
+        st = source.stat()
+        with open(importlib.util.cache_from_source(str(source)), "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return (len(head) == 16 and head[:4] == importlib.util.MAGIC_NUMBER
+            and int.from_bytes(head[4:8], "little") == 0
+            and int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
+
+
 def precompile(cells=("lstm",), log=None) -> dict[str, float]:
     """Run each command once per cell in ``cells`` so their compiled code is in the cache;
     returns the seconds the corpus and each cell took.  (A word-level model trains on the
@@ -59,6 +93,12 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
     from .data.corpus import default_corpus, split_validation
 
     took: dict[str, float] = {}
+    t0 = time.perf_counter()
+    fresh = write_bytecode()
+    took["bytecode"] = time.perf_counter() - t0
+    if log:
+        log(f"bytecode of rnnkit's modules: {fresh} written, the rest up to date "
+            f"({took['bytecode']:.1f} s)")
     t0 = time.perf_counter()
     text = default_corpus()  # built once and kept on disk
     took["corpus"] = time.perf_counter() - t0

@@ -33,8 +33,9 @@ def test_precompile_leaves_nothing_for_the_first_run(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith("rnnkit precompile: built-in corpus ready in")
-    assert lines[1].startswith("rnnkit precompile: lstm: compiled")
+    assert lines[0].startswith("rnnkit precompile: bytecode of rnnkit's modules:")
+    assert lines[1].startswith("rnnkit precompile: built-in corpus ready in")
+    assert lines[2].startswith("rnnkit precompile: lstm: compiled")
     assert lines[-1].startswith("rnnkit precompile: done in")
     assert len(list(corpus_cache.glob("default-corpus-*.json"))) == 1
     before = _snapshot(numba_cache)
@@ -55,6 +56,33 @@ def test_precompile_leaves_nothing_for_the_first_run(tmp_path):
     # nothing compiled, nothing re-parsed: no cache file written or rewritten
     assert _snapshot(numba_cache) == before
     assert len(list(corpus_cache.glob("default-corpus-*.json"))) == 1
+
+
+def test_bytecode_written_once_and_used(tmp_path):
+    """write_bytecode leaves a .pyc that import uses beside every module (so a process with
+    PYTHONDONTWRITEBYTECODE set does not compile rnnkit from source at every start); a
+    second call writes nothing; a module changed since is written again."""
+    pc.write_bytecode()
+    modules = list(Path(pc.__file__).resolve().parent.rglob("*.py"))
+    assert len(modules) > 50 and all(pc.bytecode_current(f) for f in modules)
+    assert pc.write_bytecode() == 0
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text("x = 1\n")
+    assert not pc.bytecode_current(pkg / "m.py")
+    assert pc.write_bytecode(pkg) == 2
+    assert pc.write_bytecode(pkg) == 0
+    (pkg / "m.py").write_text("x = 22\n")  # another size: stale whatever the clock says
+    assert not pc.bytecode_current(pkg / "m.py")
+    assert pc.write_bytecode(pkg) == 1
+    r = subprocess.run([sys.executable, "-v", "-c", "import pkg.m as m; print(m.x, m.__cached__)"],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    x, cached = r.stdout.split()
+    assert x == "22"
+    assert f"code object from '{cached}'" in r.stderr  # loaded from the .pyc, not compiled
 
 
 def test_precompile_rejects_unknown_cells(capsys):

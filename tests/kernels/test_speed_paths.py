@@ -215,7 +215,7 @@ def test_lean_stepper_equals_sequence_forward(cell, extra, dtype, layers, monkey
 def test_lean_step_weight_order_changes_nothing(cell, layers, H):
     """The generation kernel reads the weights forwards or backwards on alternate tokens (and
     rows): each output is the same dot product either way, whatever the remainder rows of the
-    4-row blocks (G*H = 7..40, V = 31).  Equal to float32 rounding, not always bit for bit:
+    8-row blocks (G*H = 7..40, V = 31).  Equal to float32 rounding, not always bit for bit:
     the kernel's call sites are inlined copies that LLVM may vectorise apart (seen on an AVX2
     AMD CPU: one unit in the last place of h at L 1, H 10; identical on an AVX-512 Intel)."""
     from rnnkit.kernels.lmstep import lm_token
@@ -256,8 +256,8 @@ def _lean_args(m, tok, h, c):
 @pytest.mark.parametrize("blocks", [2, 3])
 def test_split_generation_step_equals_one_thread(cell, extra, layers, H, blocks):
     """The generation step split by hidden units (and the output layer by vocabulary rows)
-    over threads gives the one-thread kernel's results to float32 rounding (the same 4-row
-    dot products where H is a multiple of 4; the gate math of a block's units may take the
+    over threads gives the one-thread kernel's results to float32 rounding (the same 8-row
+    dot products where H is a multiple of 8; the gate math of a block's units may take the
     vector or the scalar form, which differ in the last bit); for 1 and 3 rows."""
     from rnnkit.kernels.lmstep import block_edges, lm_token, lm_token_split
 
@@ -288,9 +288,10 @@ def test_block_edges():
     from rnnkit.kernels.lmstep import block_edges
 
     assert block_edges(256, 2).tolist() == [0, 128, 256]
-    assert block_edges(10, 2).tolist() == [0, 8, 10]  # starts on multiples of 4
+    assert block_edges(10, 2).tolist() == [0, 8, 10]  # starts on multiples of 8
     assert block_edges(3, 2).tolist() == [0, 3, 3]  # an empty last block is allowed
-    assert block_edges(100, 3).tolist() == [0, 36, 72, 100]
+    assert block_edges(100, 3).tolist() == [0, 40, 80, 100]
+    assert block_edges(100, 3, align=4).tolist() == [0, 36, 72, 100]
 
 
 def test_stepper_on_two_threads_equals_sequence_forward(monkeypatch):

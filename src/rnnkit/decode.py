@@ -186,6 +186,7 @@ def _sample_compiled(compiled, logp, state, rng, eos, max_len, temperature, top_
     would draw (``rng.random((K, N))`` is K calls of ``rng.random(N)``); when every row ends
     early, ``rng`` is put back and advanced by exactly the uniforms used."""
     N = logp.shape[0]
+    done = records[3]
     t = 0
     while t < max_len:
         K = min(max_len - t, SAMPLE_CHUNK)
@@ -197,7 +198,7 @@ def _sample_compiled(compiled, logp, state, rng, eos, max_len, temperature, top_
             rng.bit_generator.state = saved
             rng.random((used, N))
             return
-        if stop_at_eos and records[3].all():  # ... at the chunk's last draw
+        if stop_at_eos and done.all():  # ... at the chunk's last draw
             return
         t += K
 

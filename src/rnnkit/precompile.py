@@ -45,37 +45,20 @@ def _run(argv: list[str]) -> None:
         raise RuntimeError(f"rnnkit {' '.join(argv[:1])} failed while precompiling: {last}")
 
 
-def write_bytecode(root=None) -> int:
-    """Byte-compile rnnkit's own modules (``__pycache__/*.pyc``), as ``pip install`` does for a
-    regular install but not for an editable one: otherwise every process compiles the
-    modules it imports from source again where bytecode is not written
-    (``PYTHONDONTWRITEBYTECODE``, a read-only checkout) — ~0.14 s of each command's start.
-    ``root``: the package directory (rnnkit's by default).  Returns how many were written;
-    a directory that cannot be written is skipped."""
+def write_bytecode(root=None) -> bool:
+    """Byte-compile rnnkit's own modules (``__pycache__/*.pyc``; those up to date are left),
+    as ``pip install`` does for a regular install but not for an editable one: otherwise
+    every process compiles the modules it imports from source again where bytecode is not
+    written (``PYTHONDONTWRITEBYTECODE``, a read-only checkout) — ~0.14 s of each command's
+    start.  ``root``: the package directory (rnnkit's by default).  False when some could
+    not be written (a read-only directory: those modules are compiled at import, as
+    before).  ``compileall`` judges a .pyc by the source's modification time alone, so a
+    module edited within the second its .pyc was written keeps the old one, which import
+    then refuses (it checks the size too) and compiles the source: slower, never wrong."""
     import compileall
 
     root = Path(root) if root is not None else Path(__file__).resolve().parent
-    stale = [f for f in sorted(root.rglob("*.py")) if not bytecode_current(f)]
-    for f in stale:
-        compileall.compile_file(str(f), quiet=2, force=True)
-    return sum(bytecode_current(f) for f in stale)
-
-
-def bytecode_current(source: Path) -> bool:
-    """Whether ``source`` has a .pyc that Python's import would use: its header records the
-    source's modification time and size (the default, timestamp-checked form)."""
-    import importlib.util
-
-    try:
-        st = source.stat()
-        with open(importlib.util.cache_from_source(str(source)), "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    return (len(head) == 16 and head[:4] == importlib.util.MAGIC_NUMBER
-            and int.from_bytes(head[4:8], "little") == 0
-            and int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
-            and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
+    return bool(compileall.compile_dir(str(root), quiet=2))
 
 
 def precompile(cells=("lstm",), log=None) -> dict[str, float]:
@@ -94,10 +77,11 @@ def precompile(cells=("lstm",), log=None) -> dict[str, float]:
 
     took: dict[str, float] = {}
     t0 = time.perf_counter()
-    fresh = write_bytecode()
+    written = write_bytecode()
     took["bytecode"] = time.perf_counter() - t0
     if log:
-        log(f"bytecode of rnnkit's modules: {fresh} written, the rest up to date "
+        log(f"bytecode of rnnkit's modules: "
+            f"{'up to date' if written else 'some could not be written'} "
             f"({took['bytecode']:.1f} s)")
     t0 = time.perf_counter()
     text = default_corpus()  # built once and kept on disk

@@ -172,9 +172,10 @@ class AdaptiveSoftmax:
             raise ValueError(f"targets must lie in [0, {self.n_classes})")
         return t.astype(np.int64, copy=False)
 
-    def _head_logits(self, x):
+    def _head_logits(self, x, bias=True):
+        """x W_head^T (+ the head's bias unless ``bias`` is False: added in a later pass)."""
         z = x @ self.params["head.weight"].T
-        if "head.bias" in self.params:
+        if bias and "head.bias" in self.params:
             z += self.params["head.bias"]
         return z
 
@@ -284,7 +285,7 @@ class AdaptiveSoftmax:
         M = x.shape[0]
         which, rows = self._clusters(t)
         head_target = np.where(which == 0, t, self.shortlist + which - 1)
-        z = x @ self.params["head.weight"].T  # the bias is added inside the picking passes
+        z = self._head_logits(x, bias=False)  # the bias is added inside the picking passes
         out = _pick_log_softmax(z, head_target, self.params.get("head.bias"))
         for i, r in enumerate(rows):
             if r.size:

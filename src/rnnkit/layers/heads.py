@@ -62,10 +62,11 @@ class _Softmax:
     def _in_backward(self, du, h, grads):
         return du
 
-    def _logits(self, u):
+    def _logits(self, u, bias=True):
+        """u W^T (+ b unless ``bias`` is False: a caller that adds it in a later pass)."""
         z = u @ self._weight().T
         b = self.params.get("bias")
-        if b is not None:
+        if bias and b is not None:
             z += b
         return z
 
@@ -102,10 +103,10 @@ class _Softmax:
     def target_log_prob(self, h, y):
         y = _check_rows(h, y, self.vocab_size)
         out = np.empty(h.shape[0], dtype=np.float64)
-        W, b = self._weight(), self.params.get("bias")
+        b = self.params.get("bias")
         for s in _blocks(h.shape[0], self.vocab_size):
             # the bias is added inside the picking passes, row by row while it is in cache
-            out[s] = _pick_log_softmax(self._in(h[s]) @ W.T, y[s], b)
+            out[s] = _pick_log_softmax(self._logits(self._in(h[s]), bias=False), y[s], b)
         return out
 
     def log_prob(self, h):

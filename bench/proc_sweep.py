@@ -109,13 +109,17 @@ def main(argv=None):
     from cpuinfo import cpu
     from lmstep import train_flops
 
-    rates = [matmul_rate()]
-    print(json.dumps({"matmul_gflops": round(rates[0], 1)}), flush=True)
+    # The machine's rate is measured before every configuration and once at the end: one
+    # reading in a fresh process can be a third low (95 against 146-164 GFLOP/s on 27 Nov),
+    # so the shares use the median of all of them.
+    rates = []
     results = []
     for mode in a.modes.split(","):
         for name, v in zip(names, VARIANTS):
             if name not in chosen:
                 continue
+            rates.append(matmul_rate())
+            print(json.dumps({"matmul_gflops": round(rates[-1], 1)}), flush=True)
             c = {**BASE, **v}
             big = c["H"] * c["H"] * c["T"] * c["N"] >= 16 * 256 * 256 * 100 * 32
             steps = max(3, a.steps // 2) if big else a.steps
@@ -134,14 +138,15 @@ def main(argv=None):
             print(json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
                               for k, x in r.items()}), flush=True)
     rates.append(matmul_rate())
-    rate = statistics.mean(rates)
-    for r in results:  # share of the machine's matmul rate, the mean of before and after
+    rate = statistics.median(rates)
+    for r in results:  # share of the machine's matmul rate: the median of the readings
         r["rnnkit_share"], r["torch_share"] = r["rnnkit_gflops"] / rate, r["torch_gflops"] / rate
     for r in results:
         if all(r[k] == v for k, v in BASE.items()):
             print(f"{r['mode']} base config: rnnkit {r['rnnkit_gflops']:.0f} GFLOP/s = "
-                  f"{100 * r['rnnkit_share']:.0f}% of the matmul rate ({rate:.0f} GFLOP/s: "
-                  f"{rates[0]:.0f} before, {rates[1]:.0f} after); PyTorch "
+                  f"{100 * r['rnnkit_share']:.0f}% of the matmul rate ({rate:.0f} GFLOP/s, "
+                  f"the median of {len(rates)} readings, {min(rates):.0f}-{max(rates):.0f}); "
+                  f"PyTorch "
                   f"{100 * r['torch_share']:.0f}%", flush=True)
     out = {"command": " ".join(["bench/proc_sweep.py", *(argv or sys.argv[1:])]),
            "matmul_gflops": rates,

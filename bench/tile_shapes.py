@@ -7,6 +7,13 @@ does for its last one), and GFLOP/s count only the real M x K x N.  Beside them:
 ``packed_gemm`` uses on this CPU (``tile_shape``) and NumPy's ``sgemm`` on one thread.
 
     .venv/bin/python bench/tile_shapes.py [--repeats 5] [--calls 200]
+
+``--host-only`` times ``packed_gemm`` and ``sgemm`` alone, and ``--products`` picks the
+products, e.g. how the rate falls once the packed weight outgrows the cache (H 1024's
+W_hh is 16 MB):
+
+    .venv/bin/python bench/tile_shapes.py --host-only --calls 20 \
+        --products 16x1024x1008,16x256x4080,16x512x4080,16x1024x4080,16x2048x4080
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ def pack_w(b, W):
     return out
 
 
+def bp_mb(K, N):
+    """The packed float32 weight's size in MB, as ``packed.pack`` makes it."""
+    W = packed.panel_width(np.float32)
+    return -(-N // W) * W * K * 4 / 2**20
+
+
 def best(fn, repeats, calls):
     fn()
     times = []
@@ -68,17 +81,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--products", default=",".join("x".join(map(str, p)) for p in PRODUCTS),
+                    help="MxKxN,... (default: the char-LM loops' products)")
+    ap.add_argument("--host-only", action="store_true",
+                    help="only packed_gemm (the host's shape) and NumPy's sgemm")
     a = ap.parse_args()
+    products = [tuple(int(v) for v in p.split("x")) for p in a.products.split(",")]
     rng = np.random.default_rng(0)
     host = (packed.VECTOR_BYTES, packed.VECTORS, packed.ROWS)
     rows_out = []
-    for M, K, N in PRODUCTS:
+    for M, K, N in products:
         x = rng.standard_normal((M, K), dtype=np.float32)
         b = rng.standard_normal((K, N), dtype=np.float32)
         ref = x.astype(np.float64) @ b.astype(np.float64)
         flops = 2 * M * K * N
-        row = {"product": f"{M}x{K}x{N}"}
-        for vb, nv, r in SHAPES:
+        row = {"product": f"{M}x{K}x{N}", "packed weight MB": bp_mb(K, N)}
+        for vb, nv, r in ([] if a.host_only else SHAPES):
             gemm, W = driver(vb, nv, r)
             Mp = -(-M // r) * r
             xa = np.zeros((Mp, K), np.float32)

@@ -155,6 +155,13 @@ def _outputs(tok, table, h, c):
 
 
 @njit(**JIT)
+def _token_scratch(GH, V, dt):
+    """The scratch rows of :func:`_token`: xp, gh, gtop (G*H) and z (V) of dtype ``dt``."""
+    return np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), \
+        np.empty(V, dtype=dt)
+
+
+@njit(**JIT)
 def _token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, h_new, c_new, lp, flip,
            xp, gh, gtop, z):
     """One token of every row: h, c (L, N, H) -> h_new, c_new, lp (N, V); xp, gh, gtop (G*H)
@@ -209,10 +216,9 @@ def lm_token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, flip):
     bad, h_new, c_new, lp = _outputs(tok, table, h, c)
     if bad:
         return True, h_new, c_new, lp
-    GH, V, dt = table.shape[1], table.shape[0], table.dtype
+    xp, gh, gtop, z = _token_scratch(table.shape[1], table.shape[0], table.dtype)
     _token(cell, tok, table, wih, bih, whh, bhh, wout, bout, h, c, h_new, c_new, lp, flip,
-           np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), np.empty(GH, dtype=dt),
-           np.empty(V, dtype=dt))
+           xp, gh, gtop, z)
     return False, h_new, c_new, lp
 
 
@@ -235,8 +241,7 @@ def lm_sample(cell, table, wih, bih, whh, bhh, wout, bout, h, c, lp, u, t0, max_
     K = u.shape[0]
     h, c, lp = h.copy(), c.copy(), lp.copy()
     h2, c2, lp2 = np.empty_like(h), np.empty_like(c), np.empty_like(lp)
-    xp, gh, gtop = np.empty(GH, dtype=dt), np.empty(GH, dtype=dt), np.empty(GH, dtype=dt)
-    z = np.empty(V, dtype=dt)
+    xp, gh, gtop, z = _token_scratch(GH, V, dt)
     p, cum = np.empty(V), np.empty(V)
     tok = np.empty(N, dtype=np.int64)
     for i in range(K):

@@ -60,12 +60,6 @@ def pack_w(b, W):
     return out
 
 
-def bp_mb(K, N):
-    """The packed float32 weight's size in MB, as ``packed.pack`` makes it."""
-    W = packed.panel_width(np.float32)
-    return -(-N // W) * W * K * 4 / 2**20
-
-
 def best(fn, repeats, calls):
     fn()
     times = []
@@ -95,7 +89,8 @@ def main():
         b = rng.standard_normal((K, N), dtype=np.float32)
         ref = x.astype(np.float64) @ b.astype(np.float64)
         flops = 2 * M * K * N
-        row = {"product": f"{M}x{K}x{N}", "packed weight MB": bp_mb(K, N)}
+        host_bp = packed.pack(b)  # the host's packed weight: its size is the row's key figure
+        row = {"product": f"{M}x{K}x{N}", "packed weight MB": host_bp.nbytes / 2**20}
         for vb, nv, r in ([] if a.host_only else SHAPES):
             gemm, W = driver(vb, nv, r)
             Mp = -(-M // r) * r
@@ -107,9 +102,8 @@ def main():
             assert np.allclose(c[:M, :N], ref, atol=1e-2), (vb, nv, r)
             row[f"{r}x{nv}x{vb}B"] = flops / best(lambda: gemm(xa, bp, c), a.repeats,
                                                    a.calls) / 1e9
-        bp = packed.pack(b)
         c = np.empty((M, N), np.float32)
-        row["packed_gemm (host shape)"] = flops / best(lambda: packed.packed_gemm(x, bp, c),
+        row["packed_gemm (host shape)"] = flops / best(lambda: packed.packed_gemm(x, host_bp, c),
                                                       a.repeats, a.calls) / 1e9
         with threadpool_limits(1):
             row["numpy sgemm, 1 thread"] = flops / best(lambda: np.matmul(x, b, out=c),

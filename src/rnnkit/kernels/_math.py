@@ -24,6 +24,10 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload, register_jitable
 
+from . import _cacheload
+
+_cacheload.install()  # every kernel module imports this one before its first call
+
 JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)
 # The per-step gate kernels: inlined at the Numba IR level into their one caller each, the
 # whole-sequence loops of .sequence, so a cold start compiles each kernel once (inside its

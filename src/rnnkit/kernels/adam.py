@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import _cacheload
+
+_cacheload.install()
+
 
 @njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
 def adam_update(p, g, m, v, c1, b2, c2, step_size, bc2, eps, wd):

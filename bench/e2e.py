@@ -12,6 +12,7 @@ thread counts are printed; the load average is recorded with every run.
 
     .venv/bin/python bench/e2e.py                       # ~8 min: LSTM + GRU, 200 steps, eval
     .venv/bin/python bench/e2e.py --steps 2000 --eval-every 200 --cells lstm   # the issue's run
+    .venv/bin/python bench/e2e.py --no-train --workdir DIR   # eval pairs only, DIR's models
 """
 
 from __future__ import annotations
@@ -137,6 +138,24 @@ def summarise(name, work, ra, rb, extra):
             "rnnkit_cpu_s": [r[4] for r in ra], "torch_cpu_s": [r[4] for r in rb], **extra}
 
 
+def pair_eval(a, cell, label, workdir, ev, env, results, save):
+    """``rnnkit eval`` against the PyTorch forward pass over the eval file, alternated."""
+    e_ours = [RNNKIT, "eval", str(workdir / f"rnnkit-{cell}"), str(ev), "--streams",
+              str(a.streams), "--json"]
+    e_theirs = [sys.executable, str(HERE / "torch_eval.py"), str(workdir / f"torch-{cell}"),
+                str(ev), "--streams", str(a.streams)]
+    timed_rss(e_ours, env)  # untimed: a kernel the cache lacks compiles here, not in a pair
+    ra, rb = pair_runs(lambda: timed_rss(e_ours, env), lambda: timed_rss(e_theirs, env),
+                       a.repeats)
+    tq = last_json(rb[-1][2])
+    r = summarise(f"eval {label}", tq["tokens"], ra, rb,
+                  {"torch_threads": tq.get("torch_threads"), "streams": a.streams})
+    results["cases"].append(r)
+    print(json.dumps({k: r[k] for k in ("case", "rnnkit_tok_s", "torch_tok_s", "ratio_median",
+                                        "ratio_per_pair", "load_before_runs")}), flush=True)
+    save()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", default="lstm,gru")
@@ -155,6 +174,9 @@ def main(argv=None):
                     help="size of the file scored by rnnkit eval / the torch forward pass")
     ap.add_argument("--streams", type=int, default=32)
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--no-train", action="store_true",
+                    help="time only the eval case, on the models an earlier run left in "
+                         "--workdir (each side trained once, untimed, where there are none)")
     ap.add_argument("--no-startup", action="store_true",
                     help="skip --version/--help, cold-compile and sample timings")
     ap.add_argument("--startup-only", action="store_true",
@@ -203,15 +225,25 @@ def main(argv=None):
 
     for cell in a.cells.split(","):
         ours, theirs = train_cmds(cell, a, train, val, workdir, "")
-        timed_rss(ours[:ours.index("--steps") + 1] + ["2"] + ours[ours.index("--steps") + 2:],
-                  env)  # warm-up: fills the Numba cache for this cell (cold start is timed apart)
+        label = cell if a.level == "char" else f"{cell} word {a.softmax}"
+        have = all((workdir / f"{side}-{cell}").is_dir() for side in ("rnnkit", "torch"))
+        if a.no_train and have:
+            pass  # the models of an earlier run: its config and data
+        else:
+            timed_rss(ours[:ours.index("--steps") + 1] + ["2"] + ours[ours.index("--steps") + 2:],
+                      env)  # warm-up: fills the Numba cache (cold start is timed apart)
         cfg = saved_config(workdir / f"rnnkit-{cell}")
         if a.level == "word":  # PyTorch gets the cutoffs rnnkit chose from the frequencies
             ours, theirs = train_cmds(cell, a, train, val, workdir, "", cfg.get("cutoffs"))
+        if a.no_train:
+            if not have:
+                timed_rss(ours, env)
+                timed_rss(theirs, env)
+            pair_eval(a, cell, label, workdir, ev, env, results, save)
+            continue
         ra, rb = pair_runs(lambda: timed_rss(ours, env), lambda: timed_rss(theirs, env),
                            a.repeats)
         tq = last_json(rb[-1][2])
-        label = cell if a.level == "char" else f"{cell} word {a.softmax}"
         r = summarise(f"train {label}", a.steps * a.batch * a.seq_len, ra, rb,
                       {"torch_threads": tq.get("torch_threads"),
                        "torch_val_loss": tq.get("val_loss"),
@@ -227,21 +259,7 @@ def main(argv=None):
                                             "load_before_runs")}), flush=True)
         save()
         if not a.no_eval:
-            e_ours = [RNNKIT, "eval", str(workdir / f"rnnkit-{cell}"), str(ev), "--streams",
-                      str(a.streams), "--json"]
-            e_theirs = [sys.executable, str(HERE / "torch_eval.py"), str(workdir / f"torch-{cell}"),
-                        str(ev), "--streams", str(a.streams)]
-            ra, rb = pair_runs(lambda: timed_rss(e_ours, env), lambda: timed_rss(e_theirs, env),
-                               a.repeats)
-            tq = last_json(rb[-1][2])
-            r = summarise(f"eval {label}", tq["tokens"], ra, rb,
-                          {"torch_threads": tq.get("torch_threads"),
-                           "streams": a.streams})
-            results["cases"].append(r)
-            print(json.dumps({k: r[k] for k in ("case", "rnnkit_tok_s", "torch_tok_s",
-                                                "ratio_median", "ratio_per_pair",
-                                                "load_before_runs")}), flush=True)
-            save()
+            pair_eval(a, cell, label, workdir, ev, env, results, save)
     save()
     print(markdown(results))
     return 0

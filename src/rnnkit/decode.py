@@ -74,6 +74,42 @@ def greedy(step, logp, state, eos: int, max_len: int) -> list:
 
 
 # ---- sampling -------------------------------------------------------------------------
+def _nucleus_prefix(sorted_p: np.ndarray, top_p: float) -> np.ndarray:
+    """Which of the probabilities sorted descending (N, V) top-p keeps: each while the mass
+    before it is below top_p.  The tolerance keeps a prefix summing to top_p up to rounding
+    from pulling in one more token; the first token always stays, however small top_p is."""
+    keep = (np.cumsum(sorted_p, axis=1) - sorted_p) < top_p - 1e-12
+    keep[:, 0] = True
+    return keep
+
+
+def _top_p_keep(p: np.ndarray, top_p: float) -> np.ndarray:
+    """The tokens (N, V) bool that top-p keeps of probabilities p (N, V): in the stable
+    descending order (ties: lower index first), each whose mass before it is below top_p.
+
+    The cumulative sums need the sorted values only, not which tied index sits where, so
+    they come from a plain sort of the values (10x faster than the stable argsort at a word
+    vocabulary); the kept prefix is then every token above its last value and, of the tokens
+    equal to it, the lowest-indexed as many as the prefix holds — the stable order's choice.
+    A row whose kept positions are not a prefix (rounding could, in principle) or that holds
+    a NaN goes through the stable argsort itself."""
+    N, V = p.shape
+    s = -np.sort(-p, axis=1)  # descending values, the stable order's exactly
+    keep_sorted = _nucleus_prefix(s, top_p)
+    m = keep_sorted.sum(axis=1)
+    if np.isnan(s).any() or not np.array_equal(keep_sorted, np.arange(V) < m[:, None]):
+        order = np.argsort(-p, axis=1, kind="stable")
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, _nucleus_prefix(np.take_along_axis(p, order, axis=1),
+                                                        top_p), axis=1)
+        return keep
+    cut = s[np.arange(N), m - 1][:, None]  # the last kept value
+    above = p > cut
+    ties = p == cut
+    need = (m - above.sum(axis=1))[:, None]  # how many of the tied tokens the prefix holds
+    return above | (ties & (np.cumsum(ties, axis=1) <= need))
+
+
 def filter_logits(logp: np.ndarray, temperature: float, top_k=None, top_p=None) -> np.ndarray:
     """Probabilities (N, V) float64 from log-probabilities after temperature, top-k and
     top-p (nucleus) filtering.
@@ -97,15 +133,7 @@ def filter_logits(logp: np.ndarray, temperature: float, top_k=None, top_p=None) 
         p = np.where(p >= kth, p, 0.0)
     p /= np.add.reduce(p, axis=1, keepdims=True)
     if top_p is not None and top_p < 1.0:
-        order = np.argsort(-p, axis=1, kind="stable")
-        sorted_p = np.take_along_axis(p, order, axis=1)
-        cum = np.cumsum(sorted_p, axis=1)
-        # The tolerance keeps a prefix summing to top_p up to rounding from pulling in one
-        # more token; the first token always stays, however small top_p is.
-        keep_sorted = (cum - sorted_p) < top_p - 1e-12
-        keep_sorted[:, 0] = True
-        keep = np.zeros_like(keep_sorted)
-        np.put_along_axis(keep, order, keep_sorted, axis=1)
+        keep = _top_p_keep(p, top_p)
         p = np.where(keep, p, 0.0)
         p /= p.sum(axis=1, keepdims=True)
     return p

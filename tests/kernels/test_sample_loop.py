@@ -73,6 +73,44 @@ def test_draw_row_is_the_numpy_sampler(setting, dtype):
             assert lp[0, got] == lp[0].max()  # greedy (a draw among tied maxima)
 
 
+@pytest.mark.parametrize("V", [300, 5000])
+def test_draw_row_top_p_over_a_word_vocabulary(V):
+    """The compiled top-p sorts values, not indices: the same kept mass as the full stable
+    argsort (kernels.sample.nucleus against NumPy), and the same token drawn as the NumPy
+    sampler, over peaked, Zipfian and flat rows and ties at the top and at the cut."""
+    from rnnkit.kernels.sample import _nucleus_sorted, draw_row, nucleus
+    rng = np.random.default_rng(V)
+    rows = [rng.standard_normal(V) * 4, -1.1 * np.log(rng.permutation(V) + 1.0),
+            rng.standard_normal(V) * 1e-3]
+    ties = rng.standard_normal(V) * 3
+    ties[rng.integers(0, V, 30)] = ties.max()
+    ties[rng.integers(0, V, 40)] = np.sort(ties)[-200]
+    rows.append(ties)
+    p, cum, kept = np.empty(V), np.empty(V), np.empty(V)
+    sizes = set()
+    for z in rows:
+        lp = z - np.log(np.exp(z).sum())
+        for top_p in (1e-9, 0.5, 0.95, 0.999999):
+            probs = np.exp(lp - lp.max())
+            probs /= np.add.reduce(probs)
+            order = np.argsort(-probs, kind="stable")
+            before = np.cumsum(probs[order]) - probs[order]
+            want = np.zeros(V)
+            keep = order[(before < top_p - 1e-12) | (np.arange(V) == 0)]
+            want[keep] = probs[keep]
+            nucleus(probs, top_p, kept)
+            np.testing.assert_array_equal(kept, want)
+            _nucleus_sorted(probs, top_p, kept)  # the fallback, alone
+            np.testing.assert_array_equal(kept, want)
+            sizes.add(len(keep))
+            for trial in range(5):
+                u = np.random.default_rng(trial).random(1)
+                ref = decode.draw(decode.filter_logits(lp[None], 1.0, top_p=top_p),
+                                  np.random.default_rng(trial))
+                assert draw_row(lp, u[0], 1.0, 0, top_p, p, cum) == ref[0]
+    assert min(sizes) == 1 and max(sizes) > V // 2
+
+
 CELLS = [("lstm", {}), ("gru", {}), ("rnn", {}), ("rnn", {"nonlinearity": "relu"})]
 
 

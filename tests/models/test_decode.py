@@ -151,6 +151,41 @@ def _plain_probs(logp, temperature, top_k=None, top_p=None):
     return p
 
 
+def _word_rows(V, rng):
+    """Log-probability rows over a word vocabulary: peaked (a nucleus of a few dozen),
+    Zipfian (a nucleus of thousands), flat (all V), and with ties at the top and at the
+    200th value."""
+    peaked = rng.standard_normal(V) * 4
+    zipf = -1.1 * np.log(rng.permutation(V) + 1.0)
+    flat = rng.standard_normal(V) * 1e-3
+    ties = rng.standard_normal(V) * 3
+    ties[rng.integers(0, V, 30)] = ties.max()
+    ties[rng.integers(0, V, 40)] = np.sort(ties)[-min(200, V // 2)]
+    z = np.stack([peaked, zipf, flat, ties])
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("V", [82, 3000, 20_000])
+def test_top_p_over_a_word_vocabulary_keeps_exactly_the_sorted_prefix(V):
+    """Top-p sorts the values, not the indices, and picks tied tokens by index: the
+    probabilities are those of the full stable argsort, bit for bit."""
+    rng = np.random.default_rng(V)
+    logp = _word_rows(V, rng)
+    kept_sizes = set()
+    for top_p in (1e-9, 0.3, 0.9, 0.999, 0.999999):
+        for temperature, top_k in ((1.0, None), (0.7, None), (1.3, 2000)):
+            got = decode.filter_logits(logp, temperature, top_k=top_k, top_p=top_p)
+            want = _plain_probs(logp, temperature, top_k, top_p)
+            np.testing.assert_array_equal(got, want)
+            kept_sizes.update(int(n) for n in (want > 0).sum(axis=1))
+    # the cases reach past the first candidates and up to (nearly) the whole vocabulary
+    assert min(kept_sizes) == 1 and max(kept_sizes) > V // 2
+    logp[1, 7] = np.nan  # a broken row takes the stable argsort itself, and gives its NaNs
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(decode.filter_logits(logp, 1.0, top_p=0.9),
+                                      _plain_probs(logp, 1.0, None, 0.9))
+
+
 def _plain_sample(step, logp, state, rng, eos, max_len, temperature, top_k, top_p, stop):
     N = logp.shape[0]
     rows = [[] for _ in range(N)]

@@ -93,6 +93,65 @@ def pairwise_sum(a, lo, n):
 
 
 @njit(**_JIT)
+def _nucleus_sorted(p, top_p, kept):
+    """kept[v] = p[v] for the tokens top-p keeps, 0 elsewhere, through the stable argsort
+    itself (ties keep the lower index first): what :func:`nucleus` falls back to."""
+    order = np.argsort(-p, kind="mergesort")
+    acc = 0.0
+    for i in range(p.shape[0]):
+        v = order[i]
+        acc += p[v]
+        # kept while the mass before it is below top_p; the first always stays
+        if i > 0 and not (acc - p[v]) < top_p - 1e-12:
+            kept[v] = 0.0
+        else:
+            kept[v] = p[v]
+
+
+@njit(**_JIT)
+def nucleus(p, top_p, kept):
+    """kept[v] = p[v] for the tokens top-p keeps of probabilities p (V,), 0 elsewhere: in
+    the stable descending order (ties: lower index first), each whose mass before it is
+    below top_p (:func:`rnnkit.decode._top_p_keep`, the same rule and the same shortcut).
+
+    The running sums need the sorted values only, so they come from a plain sort of the
+    values; the kept prefix is every token above its last value and, of those equal to it,
+    the lowest-indexed as many as the prefix holds.  A NaN, or kept positions that are not
+    a prefix, send the row through :func:`_nucleus_sorted`."""
+    V = p.shape[0]
+    asc = np.sort(p)  # descending position i is asc[V - 1 - i]
+    acc = 0.0
+    m = V  # kept prefix length
+    for i in range(V):
+        x = asc[V - 1 - i]
+        if x != x:
+            _nucleus_sorted(p, top_p, kept)
+            return
+        acc += x
+        keep = i == 0 or (acc - x) < top_p - 1e-12
+        if not keep and m == V:
+            m = i
+        elif keep and m < V:  # kept again after a cut: not a prefix
+            _nucleus_sorted(p, top_p, kept)
+            return
+    cut = asc[V - m]  # the last kept value
+    above = 0
+    for v in range(V):
+        if p[v] > cut:
+            above += 1
+    need = m - above  # tied tokens the prefix holds, lowest index first
+    for v in range(V):
+        x = p[v]
+        if x > cut:
+            kept[v] = x
+        elif x == cut and need > 0:
+            kept[v] = x
+            need -= 1
+        else:
+            kept[v] = 0.0
+
+
+@njit(**_JIT)
 def draw_row(logp, u, temperature, top_k, top_p, p, cum):
     """One token drawn from log-probabilities ``logp`` (V,) with the uniform number ``u`` in
     [0, 1): ``top_k`` 0 and ``top_p`` 1.0 switch those filters off.  ``p``, ``cum`` (V,)
@@ -116,16 +175,7 @@ def draw_row(logp, u, temperature, top_k, top_p, p, cum):
     for v in range(V):
         p[v] = p[v] / s
     if top_p < 1.0:
-        order = np.argsort(-p, kind="mergesort")  # stable: ties keep the lower index first
-        acc = 0.0
-        for i in range(V):
-            v = order[i]
-            acc += p[v]
-            # kept while the mass before it is below top_p; the first always stays
-            if i > 0 and not (acc - p[v]) < top_p - 1e-12:
-                cum[v] = 0.0
-            else:
-                cum[v] = p[v]
+        nucleus(p, top_p, cum)
         s = pairwise_sum(cum, 0, V)
         for v in range(V):
             p[v] = cum[v] / s

@@ -317,3 +317,18 @@ def test_help_and_version_with_nowhere_to_write(argv, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 1 and _one_line(err).endswith("cannot write to standard output "
                                                  "(No space left on device)")
+
+
+def test_python_dash_m_rnnkit_is_the_command(tmp_path):
+    """``python -m rnnkit`` answers as the ``rnnkit`` script: its version, and the same exit
+    code 2 and one-line message for a user's mistake."""
+    from rnnkit import __version__
+
+    ok = subprocess.run([sys.executable, "-m", "rnnkit", "--version"], capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and __version__ in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "rnnkit", "eval", str(tmp_path / "nothing"),
+                          str(tmp_path / "none.txt")], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

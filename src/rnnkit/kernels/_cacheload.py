@@ -2,8 +2,9 @@
 
 Numba's ``Cache.load_overload`` refreshes the target context before every load.  The first
 refresh in a process imports and registers every implementation Numba has (its CPython,
-NumPy, typed-container and random-number lowering): 0.25-0.4 s of each ``rnnkit eval``,
-``train`` or ``sample`` on this project's machines, a fifth of a short command's wall time.
+NumPy, typed-container and random-number lowering): 0.24-0.27 s of each ``rnnkit eval``,
+``train`` or ``sample`` that runs a kernel (bench/RESULTS.md, session 14), a quarter of a
+short command's wall time.
 A compile needs those registries; loading machine code from the cache does not.  The
 loaded library needs Numba's runtime (NRT) for its array references, which is initialised
 here, and a parallel kernel relaunches its thread pool through the cache entry's own

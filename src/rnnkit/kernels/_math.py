@@ -26,7 +26,7 @@ from numba.extending import overload, register_jitable
 
 from . import _cacheload
 
-_cacheload.install()  # every kernel module imports this one before its first call
+_cacheload.install()  # the kernel modules import this one (adam.py, which does not, too)
 
 JIT = dict(cache=True, fastmath=True, error_model="numpy", nogil=True)
 # The per-step gate kernels: inlined at the Numba IR level into their one caller each, the

@@ -227,9 +227,7 @@ def main(argv=None):
         ours, theirs = train_cmds(cell, a, train, val, workdir, "")
         label = cell if a.level == "char" else f"{cell} word {a.softmax}"
         have = all((workdir / f"{side}-{cell}").is_dir() for side in ("rnnkit", "torch"))
-        if a.no_train and have:
-            pass  # the models of an earlier run: its config and data
-        else:
+        if not (a.no_train and have):  # else the models of an earlier run: its config, data
             timed_rss(ours[:ours.index("--steps") + 1] + ["2"] + ours[ours.index("--steps") + 2:],
                       env)  # warm-up: fills the Numba cache (cold start is timed apart)
         cfg = saved_config(workdir / f"rnnkit-{cell}")

@@ -135,11 +135,8 @@ def nucleus(p, top_p, kept):
             _nucleus_sorted(p, top_p, kept)
             return
     cut = asc[V - m]  # the last kept value
-    above = 0
-    for v in range(V):
-        if p[v] > cut:
-            above += 1
-    need = m - above  # tied tokens the prefix holds, lowest index first
+    # tied tokens the prefix holds, lowest index first: m less those above the cut
+    need = m - (V - np.searchsorted(asc, cut, side="right"))
     for v in range(V):
         x = p[v]
         if x > cut:
